@@ -21,6 +21,7 @@ log = logging.getLogger("anomstream")
 
 def build_parser() -> argparse.ArgumentParser:
     from models import commands as model_commands
+    from stream import commands as stream_commands
 
     parser = argparse.ArgumentParser(
         prog="anomstream",
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="stderr log level")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     model_commands.register(commands)
+    stream_commands.register(commands)
     settings.apply_env_defaults(parser)
     return parser
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
 
 ENV_PREFIX = "ANOMSTREAM_"
 _TRUE = {"1", "true", "yes", "on"}
@@ -44,3 +47,105 @@ def apply_env_defaults(parser: argparse.ArgumentParser, environ: os._Environ[str
         else:
             action.default = value  # argparse applies the flag's `type` to string defaults
         action.required = False
+
+
+SECRET_MARKERS = ("password", "secret", "sasl.jaas", "oauthbearer.config", "ssl.key.pem", "ssl_key", "token")
+
+
+def redact(config: dict[str, str]) -> dict[str, str]:
+    """A copy safe to log: any property that could hold a credential is masked."""
+    return {key: "***" if any(marker in key.lower() for marker in SECRET_MARKERS) else value for key, value in config.items()}
+
+
+def kafka_properties(pairs: list[str] | None, config_file: str | None) -> dict[str, str]:
+    """librdkafka properties from `--kafka-config FILE` (key=value lines), then `-X key=value` (which win)."""
+    from stream.errors import ConfigError
+
+    properties: dict[str, str] = {}
+    if config_file:
+        try:
+            lines = open(config_file, encoding="utf-8").read().splitlines()
+        except OSError as exc:
+            raise ConfigError(f"--kafka-config {config_file} cannot be read: {exc.strerror or exc}.") from None
+        for number, line in enumerate(lines, start=1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            if "=" not in line:
+                raise ConfigError(f"--kafka-config {config_file} line {number} is not key=value.")
+            key, value = line.split("=", 1)
+            properties[key.strip()] = value.strip()
+    for pair in pairs or []:
+        if "=" not in pair or not pair.split("=", 1)[0].strip():
+            raise ConfigError(f"-X {pair.split('=', 1)[0]!r} is not key=value (e.g. -X security.protocol=SASL_SSL).")
+        key, value = pair.split("=", 1)
+        properties[key.strip()] = value
+    return properties
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Everything the worker is told, checked once at start-up."""
+
+    model: Path
+    bootstrap_servers: str = "localhost:9092"
+    input_topic: str = "telemetry-windows"
+    scores_topic: str = "telemetry-scores"
+    output_topic: str = "telemetry-anomalies"
+    dlq_topic: str = "telemetry-windows-dlq"
+    group_id: str = "anomstream"
+    delivery: str = "exactly-once"
+    transactional_id: str = ""
+    max_batch: int = 512
+    max_wait_ms: int = 50
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = 9100
+    reload_interval_s: float = 5.0
+    startup_timeout_s: float = 60.0
+    create_topics: bool = False
+    kafka: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> WorkerSettings:
+        from stream.errors import ConfigError
+
+        checks = (
+            ("--max-batch", args.max_batch, 1 <= args.max_batch <= 100_000),
+            ("--max-wait-ms", args.max_wait_ms, 0 <= args.max_wait_ms <= 60_000),
+            ("--metrics-port", args.metrics_port, 0 <= args.metrics_port <= 65535),
+            ("--reload-interval-s", args.reload_interval_s, args.reload_interval_s >= 0),
+            ("--startup-timeout-s", args.startup_timeout_s, args.startup_timeout_s > 0),
+        )
+        for flag, value, ok in checks:
+            if not ok:
+                raise ConfigError(f"{flag} {value} is out of range; see `anomstream worker --help`.")
+        topics = [args.input_topic, args.scores_topic, args.output_topic, args.dlq_topic]
+        if args.input_topic in topics[1:]:
+            raise ConfigError(f"--input-topic {args.input_topic} is also an output topic: the worker would read its own verdicts.")
+        transactional_id = args.transactional_id or f"anomstream-{args.group_id}-{socket.gethostname()}-{os.getpid()}"
+        return cls(
+            model=Path(args.model),
+            bootstrap_servers=args.bootstrap_servers,
+            input_topic=args.input_topic,
+            scores_topic=args.scores_topic,
+            output_topic=args.output_topic,
+            dlq_topic=args.dlq_topic,
+            group_id=args.group_id,
+            delivery=args.delivery,
+            transactional_id=transactional_id,
+            max_batch=args.max_batch,
+            max_wait_ms=args.max_wait_ms,
+            metrics_host=args.metrics_host,
+            metrics_port=args.metrics_port,
+            reload_interval_s=args.reload_interval_s,
+            startup_timeout_s=args.startup_timeout_s,
+            create_topics=args.create_topics,
+            kafka=kafka_properties(args.kafka_property, args.kafka_config),
+        )
+
+    @property
+    def exactly_once(self) -> bool:
+        return self.delivery == "exactly-once"
+
+    def common_config(self) -> dict[str, str]:
+        return {"bootstrap.servers": self.bootstrap_servers, "client.id": "anomstream-worker", **self.kafka}

@@ -1,0 +1,131 @@
+"""Kafka clients for the worker: configuration, waiting for the broker, checking topics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from stream import metrics
+from stream.errors import AnomstreamError, ConfigError
+from stream.settings import WorkerSettings, redact
+
+log = logging.getLogger("anomstream.kafka")
+
+AUTH_ERRORS = {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED, KafkaError.TOPIC_AUTHORIZATION_FAILED}
+
+
+class BrokerUnavailable(AnomstreamError):
+    """Kafka did not answer within the start-up timeout."""
+
+
+class ErrorWatch:
+    """librdkafka's `error_cb`: remembers credential failures so start-up can stop at once."""
+
+    def __init__(self) -> None:
+        self.auth_failure: str | None = None
+
+    def __call__(self, error: KafkaError) -> None:
+        if error.code() in AUTH_ERRORS:
+            self.auth_failure = error.str()
+        log.debug("librdkafka: %s", error)
+
+
+def consumer_config(settings: WorkerSettings, errors: ErrorWatch) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "group.id": settings.group_id,
+        "auto.offset.reset": "earliest",
+        # Upstream producers may be transactional too: never score aborted windows.
+        "isolation.level": "read_committed",
+        "statistics.interval.ms": 5000,
+        "stats_cb": record_lag(settings.input_topic),
+        "error_cb": errors,
+        **settings.common_config(),
+    }
+    if settings.exactly_once:
+        config["enable.auto.commit"] = False  # offsets travel inside the producer's transaction
+    else:
+        # Commit in the background, but only offsets stored after delivery was confirmed.
+        config["enable.auto.commit"] = True
+        config["enable.auto.offset.store"] = False
+    return config
+
+
+def producer_config(settings: WorkerSettings, errors: ErrorWatch) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "enable.idempotence": True,
+        "linger.ms": 5,
+        "error_cb": errors,
+        **settings.common_config(),
+    }
+    if settings.exactly_once:
+        config["transactional.id"] = settings.transactional_id
+        config.setdefault("transaction.timeout.ms", 60000)
+    return config
+
+
+def record_lag(topic: str) -> Callable[[str], None]:
+    """librdkafka statistics -> `anomstream_consumer_lag{partition}`."""
+
+    def on_stats(raw: str) -> None:
+        partitions = json.loads(raw).get("topics", {}).get(topic, {}).get("partitions", {})
+        for partition, stats in partitions.items():
+            lag = stats.get("consumer_lag", -1)
+            if partition != "-1" and lag >= 0:
+                metrics.CONSUMER_LAG.labels(partition).set(lag)
+
+    return on_stats
+
+
+def wait_for_broker(settings: WorkerSettings, errors: ErrorWatch) -> AdminClient:
+    """Retry with backoff until the cluster answers; wrong credentials fail at once."""
+    admin = AdminClient({**settings.common_config(), "error_cb": errors})
+    started = time.monotonic()
+    delay = 0.5
+    attempt = 0
+    log.info("connecting to Kafka at %s with %s", settings.bootstrap_servers, redact(settings.kafka) or "no extra properties")
+    while True:
+        attempt += 1
+        try:
+            admin.list_topics(timeout=min(5.0, settings.startup_timeout_s))
+            log.info("Kafka at %s answered (attempt %d)", settings.bootstrap_servers, attempt)
+            return admin
+        except KafkaException as exc:
+            reason = exc.args[0].str() if exc.args else str(exc)
+        if errors.auth_failure:
+            raise ConfigError(f"Kafka at {settings.bootstrap_servers} refused the credentials: {errors.auth_failure}.")
+        waited = time.monotonic() - started
+        if waited + delay > settings.startup_timeout_s:
+            raise BrokerUnavailable(
+                f"Kafka at {settings.bootstrap_servers} did not answer within {settings.startup_timeout_s:.0f} s"
+                f" ({reason}): check --bootstrap-servers and that the broker is up."
+            )
+        log.warning("waiting for Kafka at %s (attempt %d, %.0f s): %s", settings.bootstrap_servers, attempt, waited, reason)
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
+
+
+def ensure_topics(admin: AdminClient, settings: WorkerSettings) -> None:
+    """Every topic the worker reads or writes must exist, or be created with --create-topics."""
+    wanted = [settings.input_topic, settings.scores_topic, settings.output_topic, settings.dlq_topic]
+    existing = admin.list_topics(timeout=10).topics
+    missing = [topic for topic in wanted if topic not in existing]
+    if not missing:
+        return
+    if not settings.create_topics:
+        raise ConfigError(
+            f"topic {', '.join(missing)} does not exist on {settings.bootstrap_servers}: create it or pass --create-topics."
+        )
+    futures = admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=-1) for topic in missing])
+    for topic, future in futures.items():
+        try:
+            future.result(timeout=30)
+            log.info("created topic %s", topic)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise ConfigError(f"topic {topic} could not be created: {exc.args[0].str()}.") from None

@@ -1,0 +1,48 @@
+"""`anomstream worker`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+from pathlib import Path
+from typing import Any
+
+from stream.settings import WorkerSettings
+
+log = logging.getLogger("anomstream.worker")
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    worker = commands.add_parser("worker", help="score telemetry windows from Kafka and publish verdicts")
+    worker.add_argument("--model", required=True, type=Path, help="model artifact directory (hot-reloaded when it changes)")
+    worker.add_argument("--bootstrap-servers", default="localhost:9092", help="Kafka bootstrap servers (default: localhost:9092)")
+    worker.add_argument("--input-topic", default="telemetry-windows", help="topic of telemetry windows (default: telemetry-windows)")
+    worker.add_argument("--scores-topic", default="telemetry-scores", help="topic for every verdict (default: telemetry-scores)")
+    worker.add_argument("--output-topic", default="telemetry-anomalies", help="topic for anomalous verdicts only (default: telemetry-anomalies)")
+    worker.add_argument("--dlq-topic", default="telemetry-windows-dlq", help="dead-letter topic for bad input (default: telemetry-windows-dlq)")
+    worker.add_argument("--group-id", default="anomstream", help="consumer group; workers with the same id share partitions (default: anomstream)")
+    worker.add_argument("--delivery", choices=["exactly-once", "at-least-once"], default="exactly-once", help="delivery guarantee (default: exactly-once)")
+    worker.add_argument("--transactional-id", default="", help="exactly-once producer id; stable per replica speeds up recovery (default: anomstream-<group>-<host>-<pid>)")
+    worker.add_argument("--max-batch", type=int, default=512, help="most messages per micro-batch (default: 512)")
+    worker.add_argument("--max-wait-ms", type=int, default=50, help="longest wait for a batch to fill after its first message (default: 50)")
+    worker.add_argument("--metrics-host", default="0.0.0.0", help="address of the /metrics, /healthz, /readyz server (default: 0.0.0.0)")
+    worker.add_argument("--metrics-port", type=int, default=9100, help="port of that server; 0 picks a free one (default: 9100)")
+    worker.add_argument("--reload-interval-s", type=float, default=5.0, help="how often to look for a new artifact; 0: only on SIGHUP (default: 5)")
+    worker.add_argument("--startup-timeout-s", type=float, default=60.0, help="how long to wait for Kafka at start-up (default: 60)")
+    worker.add_argument("--create-topics", action="store_true", help="create missing topics (one partition each) instead of failing")
+    worker.add_argument("-X", dest="kafka_property", action="append", metavar="KEY=VALUE", help="any librdkafka property, e.g. -X security.protocol=SASL_SSL (repeatable)")
+    worker.add_argument("--kafka-config", metavar="FILE", help="librdkafka properties file (key=value lines); -X wins")
+    worker.set_defaults(run=run_worker)
+
+
+def run_worker(args: argparse.Namespace) -> Any:
+    settings = WorkerSettings.from_args(args)
+    from stream.worker import Worker  # TensorFlow loads here, after the flags were checked
+
+    worker = Worker(settings)
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    signal.signal(signal.SIGINT, lambda *_: worker.stop())
+    signal.signal(signal.SIGHUP, lambda *_: worker.reload_model())
+    worker.run()
+    return None

@@ -1,0 +1,117 @@
+"""The model the worker scores with, and its hot reload.
+
+A new artifact is loaded off the hot path (a watcher thread), checked (same
+window length, a canary batch with finite errors) and swapped in as one
+reference assignment. A bad new artifact leaves the old model serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models import artifact
+from models.artifact import Metadata
+from stream import metrics
+from stream.errors import AnomstreamError, ArtifactError
+
+log = logging.getLogger("anomstream.model")
+
+
+@dataclass(frozen=True)
+class Loaded:
+    metadata: Metadata
+    scorer: Any  # models.scorer.Scorer
+
+    @property
+    def label(self) -> dict[str, str]:
+        return {"name": self.metadata.name, "version": self.metadata.version, "sha256": self.metadata.model_file.sha256}
+
+
+def _stamp(directory: Path) -> tuple[int, int] | None:
+    try:
+        stat = (directory / artifact.META_FILE).stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+def load_checked(directory: Path, warm_batch: int, window_length: int | None = None) -> Loaded:
+    """Load, check against the serving model's window length, and warm up the compiled function."""
+    metadata, scorer = artifact.scorer(directory)
+    if window_length is not None and metadata.window_length != window_length:
+        raise ArtifactError(
+            f"{directory} takes windows of {metadata.window_length} samples, the serving model {window_length}: refused."
+        )
+    canary = scorer.errors(np.zeros((warm_batch, metadata.window_length), dtype=np.float32))
+    if not np.isfinite(canary).all():
+        raise ArtifactError(f"{directory} gives non-finite errors on a canary batch: refused.")
+    return Loaded(metadata, scorer)
+
+
+class LiveModel:
+    """Holds the current `Loaded`; `current` is read once per batch, so a swap never splits a batch."""
+
+    def __init__(self, directory: Path, warm_batch: int) -> None:
+        self.directory = directory
+        self.warm_batch = warm_batch
+        self.current = load_checked(directory, warm_batch)
+        self._stamp = _stamp(directory)
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._publish(None, self.current)
+        log.info("model %s %s loaded from %s", self.current.metadata.name, self.current.metadata.version, directory)
+
+    def request_reload(self) -> None:
+        """SIGHUP: reload now, even if model.json looks unchanged."""
+        self._stamp = None
+        self._wake.set()
+
+    def watch(self, interval_s: float) -> threading.Thread:
+        thread = threading.Thread(target=self._watch, args=(interval_s,), name="model-reload", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._wake.set()
+
+    def _watch(self, interval_s: float) -> None:
+        while not self._stopped.is_set():
+            self._wake.wait(interval_s if interval_s > 0 else None)
+            self._wake.clear()
+            if self._stopped.is_set():
+                return
+            stamp = _stamp(self.directory)
+            if stamp is not None and stamp != self._stamp:
+                self.reload(stamp)
+
+    def reload(self, stamp: tuple[int, int] | None = None) -> bool:
+        old = self.current
+        try:
+            new = load_checked(self.directory, self.warm_batch, old.metadata.window_length)
+        # Any exception: TensorFlow can fail in ways no artifact check foresees, and a reload never takes the worker down.
+        except Exception as exc:
+            why = str(exc) if isinstance(exc, AnomstreamError) else f"{type(exc).__name__}: {exc}"
+            log.warning("model reload failed, still serving %s: %s", old.metadata.version, why)
+            metrics.MODEL_RELOADS.labels("failed").inc()
+            self._stamp = stamp  # do not retry the same broken files every interval
+            return False
+        self.current = new
+        self._stamp = stamp or _stamp(self.directory)
+        self._publish(old, new)
+        metrics.MODEL_RELOADS.labels("success").inc()
+        log.info("model reloaded: %s -> %s", old.metadata.version, new.metadata.version)
+        return True
+
+    @staticmethod
+    def _publish(old: Loaded | None, new: Loaded) -> None:
+        if old is not None and old.metadata.version != new.metadata.version:
+            metrics.MODEL_INFO.remove(old.metadata.name, old.metadata.version)
+        metrics.MODEL_INFO.labels(new.metadata.name, new.metadata.version).set(1)
+        metrics.THRESHOLD.set(new.metadata.threshold.value)

@@ -1,0 +1,51 @@
+"""Prometheus metrics, declared once. Names and labels are a contract (DESIGN.md, dashboards, alerts).
+
+No per-id or per-source labels: cardinality stays bounded whatever the traffic.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from stream.codec import REASONS
+
+WINDOWS_CONSUMED = Counter("anomstream_windows_consumed_total", "Messages read from the input topic, valid or not.")
+WINDOWS_SCORED = Counter("anomstream_windows_scored_total", "Windows scored and published to the scores topic.")
+ANOMALIES = Counter("anomstream_anomalies_total", "Windows whose reconstruction error was above the threshold.")
+INVALID = Counter("anomstream_invalid_messages_total", "Messages sent to the dead-letter topic, by reason.", ["reason"])
+MODEL_RELOADS = Counter("anomstream_model_reloads_total", "Hot reloads of the model artifact, by result.", ["result"])
+
+RECONSTRUCTION_ERROR = Histogram(
+    "anomstream_reconstruction_error",
+    "Mean absolute reconstruction error per window.",
+    buckets=(0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.035, 0.04, 0.05, 0.06, 0.08, 0.1, 0.15, 0.2, 0.5),
+)
+BATCH_SIZE = Histogram(
+    "anomstream_batch_size", "Messages per micro-batch.", buckets=(1, 4, 16, 64, 128, 256, 512, 1024, 2048, 4096)
+)
+BATCH_DURATION = Histogram(
+    "anomstream_batch_duration_seconds",
+    "Time per micro-batch stage.",
+    ["stage"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+END_TO_END_LATENCY = Histogram(
+    "anomstream_end_to_end_latency_seconds",
+    "From the input message's timestamp to its verdict being committed.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
+THRESHOLD = Gauge("anomstream_threshold", "The live model's reconstruction-error threshold.")
+CONSUMER_LAG = Gauge("anomstream_consumer_lag", "Messages behind the partition's high watermark.", ["partition"])
+MODEL_INFO = Gauge("anomstream_model_info", "The live model (value 1).", ["name", "version"])
+
+STAGES = ("poll", "decode", "score", "produce", "commit")
+
+# Pre-create the label sets so every series exists (at zero) from the first scrape:
+# rate() and absent() in alerts then behave from the start.
+for _reason in REASONS:
+    INVALID.labels(_reason)
+for _result in ("success", "failed"):
+    MODEL_RELOADS.labels(_result)
+for _stage in STAGES:
+    BATCH_DURATION.labels(_stage)

@@ -1,0 +1,216 @@
+"""The worker: poll_batch -> score -> produce -> commit, until told to stop.
+
+Resources live on an ExitStack, so however the loop ends (stop flag, fatal
+error) the consumer is closed and the HTTP server shut down. A stop request
+only sets a flag: the batch in hand is finished and committed first.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from contextlib import ExitStack
+from typing import Any
+
+import numpy as np
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from stream import clients, codec, metrics
+from stream.batcher import Batcher
+from stream.delivery import AtLeastOnce, ExactlyOnce, Record
+from stream.health import Health, serve
+from stream.live_model import Loaded, LiveModel
+from stream.settings import WorkerSettings
+
+log = logging.getLogger("anomstream.worker")
+
+
+class Worker:
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.settings = settings
+        self.stopping = threading.Event()
+        self.health = Health()
+        self.model: LiveModel | None = None
+        self.http_port: int | None = None  # the bound port (useful with --metrics-port 0)
+        self.batches = 0
+
+    def stop(self) -> None:
+        """Signal-safe: only sets the flag the loop checks between batches."""
+        self.stopping.set()
+
+    def reload_model(self) -> None:
+        if self.model is not None:
+            self.model.request_reload()
+
+    def run(self) -> None:
+        s = self.settings
+        with ExitStack() as stack:
+            server = serve(self.health, s.metrics_host, s.metrics_port)
+            self.http_port = server.server_address[1]
+            stack.callback(server.server_close)
+            stack.callback(server.shutdown)
+            log.info("metrics, /healthz and /readyz on http://%s:%d", s.metrics_host, self.http_port)
+
+            self.model = LiveModel(s.model, warm_batch=s.max_batch)
+            self.health.model_ready = True
+            self.model.watch(s.reload_interval_s)
+            stack.callback(self.model.stop)
+
+            errors = clients.ErrorWatch()
+            admin = clients.wait_for_broker(s, errors)
+            self.health.broker_up = True
+            clients.ensure_topics(admin, s)
+
+            producer = Producer(clients.producer_config(s, errors))
+            consumer = Consumer(clients.consumer_config(s, errors))
+            stack.callback(self._close, consumer)
+            self.delivery = ExactlyOnce(producer, consumer) if s.exactly_once else AtLeastOnce(producer, consumer)
+            stack.callback(producer.flush, 10.0)
+            self.batcher = Batcher(consumer, s.max_batch, s.max_wait_ms)
+            consumer.subscribe([s.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
+            log.info("worker consuming %s as group %s (%s)", s.input_topic, s.group_id, s.delivery)
+
+            try:
+                while not self.stopping.is_set():
+                    self.health.turned()
+                    self.process(self.poll_batch())
+            except BaseException:
+                self.delivery.abort_open()
+                raise
+            finally:
+                self.batcher = None  # drop client references early: the ExitStack closes them next
+            log.info("stopping: %d batches processed; last batch committed", self.batches)
+
+    def poll_batch(self) -> list[Any]:
+        started = time.perf_counter()
+        messages = self.batcher.poll()
+        if messages:
+            metrics.BATCH_DURATION.labels("poll").observe(time.perf_counter() - started)
+        return messages
+
+    def process(self, messages: list[Any]) -> None:
+        """Score one batch and deliver it; its offsets are committed with it (or stored after it)."""
+        if not messages:
+            return
+        loaded = self.model.current  # read once: a hot reload never splits a batch
+        stage = time.perf_counter()
+        batch = codec.decode_batch(messages, loaded.metadata.window_length)
+        stage = self._timed("decode", stage)
+        errors = self.score(loaded, batch)
+        stage = self._timed("score", stage)
+        records = self.verdicts(loaded, batch, errors) + [self.dead_letter(bad) for bad in batch.invalid]
+        self.delivery.deliver(records, self.next_offsets(messages))
+        self._timed("produce", stage)
+        self._count(messages, batch, errors, loaded)
+        self.batches += 1
+
+    @staticmethod
+    def score(loaded: Loaded, batch: codec.Batch) -> np.ndarray:
+        if not len(batch.windows):
+            return np.empty(0, dtype=np.float32)
+        return loaded.scorer.errors(batch.values)  # one compiled call for the whole batch
+
+    def verdicts(self, loaded: Loaded, batch: codec.Batch, errors: np.ndarray) -> list[Record]:
+        threshold = float(loaded.metadata.threshold.value)
+        model = loaded.label
+        scored_at = time.time()
+        records: list[Record] = []
+        for window, error in zip(batch.windows, errors.tolist()):
+            message = window.message
+            verdict: dict[str, Any] = {"id": window.id, "source": window.source, "ts": window.ts}
+            if window.label is not None:
+                verdict["label"] = window.label
+            anomaly = error > threshold
+            verdict.update(
+                error=error,
+                threshold=threshold,
+                score=error / threshold,
+                anomaly=anomaly,
+                model=model,
+                input={"topic": message.topic(), "partition": message.partition(), "offset": message.offset()},
+                scored_at=scored_at,
+            )
+            value = codec.encode_json(verdict)
+            records.append(Record(self.settings.scores_topic, message.key(), value))
+            if anomaly:
+                records.append(Record(self.settings.output_topic, message.key(), value))
+        return records
+
+    def dead_letter(self, bad: codec.Invalid) -> Record:
+        """The original key, value and headers byte for byte, plus why and where from."""
+        message = bad.message
+        headers = list(message.headers() or []) + [
+            ("error.reason", bad.reason.encode()),
+            ("error.detail", bad.detail.encode()),
+            ("source.topic", message.topic().encode()),
+            ("source.partition", str(message.partition()).encode()),
+            ("source.offset", str(message.offset()).encode()),
+        ]
+        return Record(self.settings.dlq_topic, message.key(), message.value(), headers)
+
+    @staticmethod
+    def next_offsets(messages: list[Any]) -> list[TopicPartition]:
+        """The offset to resume from, per partition: one past the last message of the batch."""
+        last: dict[tuple[str, int], int] = {}
+        for message in messages:
+            key = (message.topic(), message.partition())
+            last[key] = max(last.get(key, -1), message.offset())
+        return [TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in last.items()]
+
+    @staticmethod
+    def _timed(stage: str, started: float) -> float:
+        now = time.perf_counter()
+        metrics.BATCH_DURATION.labels(stage).observe(now - started)
+        return now
+
+    @staticmethod
+    def _count(messages: list[Any], batch: codec.Batch, errors: np.ndarray, loaded: Loaded) -> None:
+        """After delivery: the counters agree with what readers of the outputs can see."""
+        metrics.BATCH_SIZE.observe(len(messages))
+        metrics.WINDOWS_CONSUMED.inc(len(messages))
+        metrics.WINDOWS_SCORED.inc(len(batch.windows))
+        anomalies = int((errors > loaded.metadata.threshold.value).sum())
+        if anomalies:
+            metrics.ANOMALIES.inc(anomalies)
+        for bad in batch.invalid:
+            metrics.INVALID.labels(bad.reason).inc()
+        for error in errors.tolist():
+            metrics.RECONSTRUCTION_ERROR.observe(error)
+        now = time.time()
+        for message in messages:
+            kind, stamp = message.timestamp()
+            if kind and stamp > 0:
+                metrics.END_TO_END_LATENCY.observe(max(0.0, now - stamp / 1000.0))
+
+    # Rebalance callbacks run inside consumer.consume(), on this thread.
+    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        log.info("assigned %s", ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "nothing")
+        self.health.assigned = bool(partitions) or self.health.assigned
+
+    def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        """Finish and commit what is in hand before the partitions go to another worker."""
+        log.info("revoked %s: committing the batch in hand first", ", ".join(f"{p.topic}[{p.partition}]" for p in partitions))
+        self.process(self.batcher.take())
+        if not self.settings.exactly_once:
+            self._commit_stored(consumer)
+        self.health.assigned = False
+
+    def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        # Lost (not revoked): another worker may own them already, so committing now could be stale.
+        log.warning("lost %d partitions; uncommitted windows will be rescored by their new owner", len(partitions))
+        self.batcher.take()
+        self.health.assigned = False
+
+    def _close(self, consumer: Any) -> None:
+        if not self.settings.exactly_once:
+            self._commit_stored(consumer)
+        consumer.close()
+
+    @staticmethod
+    def _commit_stored(consumer: Any) -> None:
+        try:
+            consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._NO_OFFSET:
+                log.warning("committing stored offsets failed: %s", exc.args[0].str())

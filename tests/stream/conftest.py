@@ -1,0 +1,160 @@
+"""A real ECG5000 model, a worker running in a thread, and Kafka read helpers."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, Producer
+
+from stream.settings import WorkerSettings
+
+
+@pytest.fixture(scope="session")
+def ecg_split():
+    from models import data
+
+    return data.split(data.load(data.resolve()))
+
+
+@pytest.fixture(scope="session")
+def ecg_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tutorial's dense model on the real ECG5000 (about 10 s to train)."""
+    from models import artifact, data
+    from models.train import TrainConfig, train
+
+    result = train(data.load(data.resolve()), TrainConfig())
+    out = tmp_path_factory.mktemp("ecg") / "ecg-dense"
+    artifact.save(out, result.model, result.metadata_fields)
+    return out
+
+
+class RunningWorker:
+    def __init__(self, settings: WorkerSettings) -> None:
+        from stream.worker import Worker
+
+        self.worker = Worker(settings)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.worker.run()
+        except BaseException as exc:  # surfaced by stop()/wait_ready() in the test thread
+            self.error = exc
+
+    def wait_ready(self, timeout: float = 90.0) -> RunningWorker:
+        deadline = time.monotonic() + timeout
+        while not self.worker.health.ready()[0]:
+            if self.error or not self.thread.is_alive():
+                raise AssertionError(f"worker died during start-up: {self.error!r}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"worker not ready after {timeout} s: {self.worker.health.ready()[1]}")
+            time.sleep(0.1)
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.worker.http_port}"
+
+    def stop(self, timeout: float = 60.0) -> None:
+        self.worker.stop()
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "worker did not stop"
+
+
+@pytest.fixture
+def topics(new_topic: Callable[..., str]) -> dict[str, str]:
+    return {"input": new_topic(), "scores": new_topic(), "anomalies": new_topic(), "dlq": new_topic()}
+
+
+@pytest.fixture
+def worker_settings(kafka_bootstrap: str, ecg_artifact: Path, topics: dict[str, str]) -> WorkerSettings:
+    return WorkerSettings(
+        model=ecg_artifact,
+        bootstrap_servers=kafka_bootstrap,
+        input_topic=topics["input"],
+        scores_topic=topics["scores"],
+        output_topic=topics["anomalies"],
+        dlq_topic=topics["dlq"],
+        group_id=f"g-{uuid.uuid4().hex[:8]}",
+        transactional_id=f"tx-{uuid.uuid4().hex[:8]}",
+        metrics_host="127.0.0.1",
+        metrics_port=0,
+        reload_interval_s=0.5,
+        max_wait_ms=20,
+    )
+
+
+@pytest.fixture
+def start_worker() -> Iterator[Callable[..., RunningWorker]]:
+    running: list[RunningWorker] = []
+
+    def start(settings: WorkerSettings, **changes: object) -> RunningWorker:
+        worker = RunningWorker(replace(settings, **changes))
+        running.append(worker)
+        return worker.wait_ready()
+
+    yield start
+    for worker in running:
+        if worker.thread.is_alive():
+            worker.stop()
+
+
+def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes | None, list | None]]) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True})
+    for key, value, headers in messages:
+        while True:
+            try:
+                producer.produce(topic, value, key, headers=headers)
+                break
+            except BufferError:
+                producer.poll(0.1)
+    assert producer.flush(60) == 0
+
+
+def consume(bootstrap: str, topic: str, expected: int, timeout: float = 120.0, committed_only: bool = True) -> list:
+    """Read `topic` from the start until `expected` messages (then a short grace for extras) or the timeout."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed" if committed_only else "read_uncommitted",
+        }
+    )
+    consumer.subscribe([topic])
+    out: list = []
+    deadline = time.monotonic() + timeout
+    grace: float | None = None
+    try:
+        while time.monotonic() < deadline:
+            for message in consumer.consume(500, timeout=0.5):
+                if message.error() is None:
+                    out.append(message)
+            if len(out) >= expected:
+                grace = grace or time.monotonic() + 2.0
+                if time.monotonic() > grace:
+                    break
+    finally:
+        consumer.close()
+    return out
+
+
+@pytest.fixture
+def send(kafka_bootstrap: str) -> Callable[..., None]:
+    """`send(topic, [(key, value, headers), ...])` through a real producer; all acknowledged."""
+    return lambda topic, messages: produce(kafka_bootstrap, topic, messages)
+
+
+@pytest.fixture
+def read(kafka_bootstrap: str) -> Callable[..., list]:
+    """`read(topic, expected, timeout=120, committed_only=True)`: what a read_committed reader sees."""
+    return lambda topic, expected, **kw: consume(kafka_bootstrap, topic, expected, **kw)

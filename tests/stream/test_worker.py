@@ -1,0 +1,205 @@
+"""The worker against a real broker: verdicts, dead letters, transactions, reload, health and metrics."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from confluent_kafka import Consumer
+
+from models import artifact
+from stream import codec
+
+pytestmark = pytest.mark.integration
+
+
+def windows_as_json(split, rows=None):
+    test = split.test if rows is None else split.test.subset(rows)
+    return [
+        (b"patient-%d" % (row % 7), codec.encode_window(f"ecg5000-{row}", values, source=f"patient-{row % 7}", ts=1.0, label=int(label)), None)
+        for row, values, label in zip(test.rows.tolist(), test.windows, test.labels)
+    ]
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not exported")
+
+
+def test_verdicts_for_the_whole_test_split_equal_offline_evaluate(ecg_artifact, ecg_split, worker_settings, topics, send, read, start_worker):
+    messages = windows_as_json(ecg_split)
+    send(topics["input"], messages)
+    worker = start_worker(worker_settings)
+    verdicts = [json.loads(m.value()) for m in read(topics["scores"], len(messages))]
+    anomalies = read(topics["anomalies"], 1)
+    worker.stop()
+
+    ids = [v["id"] for v in verdicts]
+    assert len(ids) == len(set(ids)) == len(messages) == 1000
+    metadata, scorer = artifact.scorer(ecg_artifact)
+    offline = dict(zip((f"ecg5000-{r}" for r in ecg_split.test.rows), scorer.errors(ecg_split.test.windows).tolist()))
+    live = {v["id"]: v["error"] for v in verdicts}
+    assert live.keys() == offline.keys()
+    np.testing.assert_allclose([live[k] for k in offline], list(offline.values()), rtol=1e-5, atol=1e-7)
+
+    first = verdicts[0]
+    assert first["threshold"] == pytest.approx(metadata.threshold.value)
+    assert first["score"] == pytest.approx(first["error"] / first["threshold"])
+    assert first["anomaly"] == (first["error"] > first["threshold"])
+    assert first["model"] == {"name": metadata.name, "version": metadata.version, "sha256": metadata.model_file.sha256}
+    assert first["input"]["topic"] == topics["input"] and isinstance(first["input"]["offset"], int)
+    assert {"label", "source", "ts", "scored_at"} <= first.keys()
+    # The anomalies topic holds exactly the anomalous verdicts.
+    expected_anomalies = sorted(v["id"] for v in verdicts if v["anomaly"])
+    assert sorted(json.loads(m.value())["id"] for m in read(topics["anomalies"], len(expected_anomalies))) == expected_anomalies
+    assert anomalies and len(expected_anomalies) > 300
+    # Keys travel with the verdicts.
+    assert read(topics["scores"], 1)[0].key().startswith(b"patient-")
+
+
+def test_every_reason_reaches_the_dead_letter_topic_with_the_original_bytes(ecg_split, worker_settings, topics, send, read, start_worker):
+    good = windows_as_json(ecg_split, np.arange(6))
+    bad = [
+        (b"k-empty", b"", None),
+        (b"k-json", b"{not json", [("trace", b"abc")]),
+        (None, b'{"values": []}', None),
+        (b"k-len", codec.encode_window("short", [1.0, 2.0]), None),
+        (b"k-nan", b'{"id": "n", "values": [' + b", ".join([b"NaN"] * 140) + b"]}", None),
+        (b"k-bin", b"\x00" * 7, [("content-type", codec.F32), ("id", b"b")]),
+        (b"k-big", b" " * (codec.MAX_BYTES + 10), None),
+    ]
+    reasons = ["not_json", "not_json", "bad_schema", "wrong_length", "non_finite", "bad_binary", "too_large"]
+    interleaved = [m for pair in itertools.zip_longest(good, bad) for m in pair if m is not None]
+    assert len(interleaved) == len(good) + len(bad)
+    send(topics["input"], interleaved)
+    worker = start_worker(worker_settings)
+    letters = read(topics["dlq"], len(bad))
+    scored = read(topics["scores"], len(good))
+    status, text = get(worker.url + "/metrics")
+    assert worker.error is None, worker.error
+    worker.stop()
+
+    assert sorted(json.loads(m.value())["id"] for m in scored) == sorted(f"ecg5000-{r}" for r in ecg_split.test.rows[:6])
+    assert sorted(m.key() or b"" for m in letters) == sorted(key or b"" for key, _, _ in bad)
+    by_key = {m.key(): m for m in letters}
+    for (key, value, headers), reason in zip(bad, reasons):
+        letter = by_key[key]
+        assert letter.value() == value  # byte for byte (None and b"" both arrive as an empty value)
+        got = dict(letter.headers())
+        assert got["error.reason"].decode() == reason
+        assert got["error.detail"].decode().endswith(".")
+        assert got["source.topic"].decode() == topics["input"]
+        assert int(got["source.offset"]) == interleaved.index((key, value, headers))
+        for name, original in headers or []:
+            assert got[name] == original
+    assert status == 200
+    for reason in set(reasons):
+        assert metric(text, f'anomstream_invalid_messages_total{{reason="{reason}"}}') >= reasons.count(reason)
+
+
+def test_an_aborted_transaction_shows_nothing_and_commits_no_offset(ecg_split, worker_settings, topics, new_topic, send, read, start_worker, kafka_bootstrap):
+    """The DLQ topic refuses big messages, so the batch's transaction must abort: a real broker-side failure."""
+    small_dlq = new_topic(config={"max.message.bytes": "1000"})
+    send(topics["input"], windows_as_json(ecg_split, np.arange(3)) + [(b"k", b"x" * 5000, None)])
+    worker = start_worker(worker_settings, dlq_topic=small_dlq, max_batch=16, max_wait_ms=500)
+    worker.thread.join(120)
+    assert not worker.thread.is_alive(), "worker should stop after the transaction keeps failing"
+    assert "could not be committed" in str(worker.error) or "cannot be retried" in str(worker.error)
+    assert read(topics["scores"], 0, timeout=5) == []  # read_committed: nothing from the aborted batches
+    assert len(read(topics["scores"], 3, timeout=10, committed_only=False)) >= 3  # they were written, then aborted
+    group = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": worker_settings.group_id})
+    from confluent_kafka import TopicPartition
+
+    (committed,) = group.committed([TopicPartition(topics["input"], 0)], timeout=10)
+    group.close()
+    assert committed.offset < 0  # no offset was ever committed for the group
+
+
+def test_hot_reload_switches_model_and_a_corrupt_artifact_keeps_the_old(ecg_artifact, ecg_split, worker_settings, topics, send, read, start_worker, tmp_path):
+    live_dir = tmp_path / "live"
+    shutil.copytree(ecg_artifact, live_dir)
+    worker = start_worker(worker_settings, model=live_dir)
+    old_version = artifact.read_metadata(live_dir).version
+    send(topics["input"], windows_as_json(ecg_split, np.arange(5)))
+    assert {json.loads(m.value())["model"]["version"] for m in read(topics["scores"], 5)} == {old_version}
+
+    # A new artifact: same weights, another threshold and version (as `anomstream train` would write).
+    meta = json.loads((live_dir / "model.json").read_text())
+    meta["version"] = "reloaded-1"
+    meta["threshold"]["value"] = 0.5
+    (live_dir / "model.json.partial").write_text(json.dumps(meta))
+    (live_dir / "model.json.partial").replace(live_dir / "model.json")
+    assert _eventually(lambda: worker.worker.model.current.metadata.version == "reloaded-1")
+    send(topics["input"], windows_as_json(ecg_split, np.arange(5, 10)))
+    verdicts = [json.loads(m.value()) for m in read(topics["scores"], 10)]
+    assert {v["model"]["version"] for v in verdicts[5:]} == {"reloaded-1"}
+    assert {v["threshold"] for v in verdicts[5:]} == {0.5}
+
+    # Now a corrupt one: the old model keeps serving and the failure is counted.
+    failed = 'anomstream_model_reloads_total{result="failed"}'
+    failed_before = metric(get(worker.url + "/metrics")[1], failed)
+    (live_dir / "model.keras").write_bytes(b"garbage")
+    meta["version"] = "broken-2"
+    (live_dir / "model.json").write_text(json.dumps(meta))
+    assert _eventually(lambda: metric(get(worker.url + "/metrics")[1], failed) > failed_before)
+    assert worker.worker.model.current.metadata.version == "reloaded-1"
+    send(topics["input"], windows_as_json(ecg_split, np.arange(10, 12)))
+    verdicts = [json.loads(m.value()) for m in read(topics["scores"], 12)]
+    assert {v["model"]["version"] for v in verdicts[10:]} == {"reloaded-1"}
+    _, text = get(worker.url + "/metrics")
+    assert metric(text, 'anomstream_model_reloads_total{result="failed"}') >= 1
+    assert 'anomstream_model_info{name="ecg-dense",version="reloaded-1"} 1.0' in text
+    worker.stop()
+
+
+def test_health_readiness_and_counters(ecg_split, worker_settings, topics, send, read, start_worker):
+    worker = start_worker(worker_settings)
+    assert get(worker.url + "/healthz") == (200, "ok\n")
+    assert get(worker.url + "/readyz") == (200, "ok\n")
+    assert get(worker.url + "/nothing")[0] == 404
+    _, before = get(worker.url + "/metrics")
+    send(topics["input"], windows_as_json(ecg_split, np.arange(40)) + [(b"bad", b"{", None)])
+    verdicts = [json.loads(m.value()) for m in read(topics["scores"], 40)]
+    read(topics["dlq"], 1)
+    _, after = get(worker.url + "/metrics")
+    worker.stop()
+
+    def delta(name: str) -> float:
+        return metric(after, name) - metric(before, name)
+
+    assert delta("anomstream_windows_consumed_total") == 41
+    assert delta("anomstream_windows_scored_total") == 40
+    assert delta("anomstream_anomalies_total") == sum(v["anomaly"] for v in verdicts)
+    assert delta('anomstream_invalid_messages_total{reason="not_json"}') == 1
+    assert delta("anomstream_reconstruction_error_count") == 40
+    assert metric(after, "anomstream_threshold") == pytest.approx(verdicts[0]["threshold"])
+
+
+def _eventually(check, timeout: float = 60.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return True
+        except AssertionError:
+            pass
+        time.sleep(0.2)
+    return False
