@@ -78,8 +78,6 @@ class Worker:
             except BaseException:
                 self.delivery.abort_open()
                 raise
-            finally:
-                self.batcher = None  # drop client references early: the ExitStack closes them next
             log.info("stopping: %d batches processed; last batch committed", self.batches)
 
     def poll_batch(self) -> list[Any]:
