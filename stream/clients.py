@@ -82,9 +82,18 @@ def record_lag(topic: str) -> Callable[[str], None]:
     return on_stats
 
 
+def create(kind: Callable[[dict[str, Any]], Any], config: dict[str, Any]) -> Any:
+    """Build a client; a property librdkafka rejects (a typo in -X) is a configuration error."""
+    try:
+        return kind(config)
+    except (KafkaException, ValueError, TypeError) as exc:
+        reason = exc.args[0].str() if exc.args and isinstance(exc.args[0], KafkaError) else str(exc)
+        raise ConfigError(f"Kafka client configuration rejected: {reason} (check -X and --kafka-config).") from None
+
+
 def wait_for_broker(settings: WorkerSettings, errors: ErrorWatch) -> AdminClient:
     """Retry with backoff until the cluster answers; wrong credentials fail at once."""
-    admin = AdminClient({**settings.common_config(), "error_cb": errors})
+    admin = create(AdminClient, {**settings.common_config(), "error_cb": errors})
     started = time.monotonic()
     delay = 0.5
     attempt = 0
@@ -92,7 +101,7 @@ def wait_for_broker(settings: WorkerSettings, errors: ErrorWatch) -> AdminClient
     while True:
         attempt += 1
         try:
-            admin.list_topics(timeout=min(5.0, settings.startup_timeout_s))
+            admin.list_topics(timeout=min(2.0, settings.startup_timeout_s))
             log.info("Kafka at %s answered (attempt %d)", settings.bootstrap_servers, attempt)
             return admin
         except KafkaException as exc:

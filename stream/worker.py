@@ -62,8 +62,8 @@ class Worker:
             self.health.broker_up = True
             clients.ensure_topics(admin, s)
 
-            producer = Producer(clients.producer_config(s, errors))
-            consumer = Consumer(clients.consumer_config(s, errors))
+            producer = clients.create(Producer, clients.producer_config(s, errors))
+            consumer = clients.create(Consumer, clients.consumer_config(s, errors))
             stack.callback(self._close, consumer)
             self.delivery = ExactlyOnce(producer, consumer) if s.exactly_once else AtLeastOnce(producer, consumer)
             stack.callback(producer.flush, 10.0)

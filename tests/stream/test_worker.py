@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
+import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -189,6 +190,23 @@ def test_health_readiness_and_counters(ecg_split, worker_settings, topics, send,
     assert delta('anomstream_invalid_messages_total{reason="not_json"}') == 1
     assert delta("anomstream_reconstruction_error_count") == 40
     assert metric(after, "anomstream_threshold") == pytest.approx(verdicts[0]["threshold"])
+
+
+def test_metrics_pass_promtool(ecg_split, worker_settings, topics, send, read, start_worker):
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: apt-get install prometheus (.ci/run does)"
+    worker = start_worker(worker_settings)
+    send(topics["input"], windows_as_json(ecg_split, np.arange(10)) + [(b"bad", b"{", None)])
+    read(topics["scores"], 10)
+    _, text = get(worker.url + "/metrics")
+    worker.stop()
+    for name in ("windows_consumed_total", "windows_scored_total", "anomalies_total", "invalid_messages_total",
+                 "model_reloads_total", "reconstruction_error", "batch_size", "batch_duration_seconds",
+                 "end_to_end_latency_seconds", "threshold", "consumer_lag", "model_info"):
+        assert f"# TYPE anomstream_{name} " in text
+    done = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == "" and done.stderr.strip() == ""
 
 
 def _eventually(check, timeout: float = 60.0) -> bool:

@@ -1,0 +1,114 @@
+"""`anomstream worker` as a process: signals, restarts, exit codes and messages."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stream import codec
+
+pytestmark = pytest.mark.integration
+
+
+def worker_command(model: Path, bootstrap: str, topics: dict[str, str], group: str, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "stream", "worker",
+        "--model", str(model),
+        "--bootstrap-servers", bootstrap,
+        "--input-topic", topics["input"],
+        "--scores-topic", topics["scores"],
+        "--output-topic", topics["anomalies"],
+        "--dlq-topic", topics["dlq"],
+        "--group-id", group,
+        "--metrics-port", "0",
+        "--metrics-host", "127.0.0.1",
+        *extra,
+    ]
+
+
+def run_to_exit(command: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env={**os.environ, "ANOMSTREAM_LOG_LEVEL": "INFO"})
+
+
+def test_sigterm_mid_stream_loses_and_duplicates_nothing(ecg_artifact, ecg_split, kafka_bootstrap, topics, send, read, tmp_path):
+    rows = np.resize(np.arange(len(ecg_split.test)), 4000)
+    test = ecg_split.test
+    send(topics["input"], [(None, codec.encode_window(f"w-{i}", test.windows[r]), None) for i, r in enumerate(rows)])
+    command = worker_command(ecg_artifact, kafka_bootstrap, topics, "sigterm-group", "--max-batch", "32", "--max-wait-ms", "5")
+    log = (tmp_path / "first.log").open("w")
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        partial = read(topics["scores"], 200, timeout=120)
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(60) == 0, (tmp_path / "first.log").read_text()[-3000:]
+    finally:
+        if first.poll() is None:
+            first.kill()
+    stopped_after = len(read(topics["scores"], 4000, timeout=5))
+    assert 200 <= len(partial) and stopped_after < 4000, "the signal should land mid-stream"
+    assert "last batch committed" in (tmp_path / "first.log").read_text()
+
+    second = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        verdicts = [json.loads(m.value())["id"] for m in read(topics["scores"], 4000, timeout=180)]
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(60)
+    assert len(verdicts) == 4000
+    assert len(set(verdicts)) == 4000  # exactly once across the restart
+
+
+def test_missing_topic_is_one_sentence_and_exit_2(ecg_artifact, kafka_bootstrap, topics):
+    missing = dict(topics, scores="no-such-topic-here")
+    done = run_to_exit(worker_command(ecg_artifact, kafka_bootstrap, missing, "g-missing"))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"anomstream worker: topic no-such-topic-here does not exist on {kafka_bootstrap}: create it or pass --create-topics."
+    )
+
+
+def test_unreachable_broker_waits_then_fails_clearly(ecg_artifact, topics):
+    from stream.brokers import free_port
+
+    address = f"127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    done = run_to_exit(worker_command(ecg_artifact, address, topics, "g-down", "--startup-timeout-s", "4"))
+    assert done.returncode == 1
+    assert "waiting for Kafka at" in done.stderr  # it retried with backoff before giving up
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"anomstream worker: Kafka at {address} did not answer within 4 s")
+    assert last.endswith("check --bootstrap-servers and that the broker is up.")
+    assert time.monotonic() - started < 60
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["-X", "no.such.property=1"], "Kafka client configuration rejected: No such configuration property"),
+        (["-X", "novalue"], "-X 'novalue' is not key=value"),
+        (["--max-batch", "0"], "--max-batch 0 is out of range"),
+        (["--delivery", "twice"], "argument --delivery: invalid choice: 'twice'"),
+    ],
+)
+def test_bad_configuration_exits_2_with_one_sentence(ecg_artifact, kafka_bootstrap, topics, extra, message):
+    done = run_to_exit(worker_command(ecg_artifact, kafka_bootstrap, topics, "g-bad", *extra))
+    assert done.returncode == 2
+    assert message in done.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in done.stderr
+
+
+def test_secrets_from_kafka_config_are_not_logged(ecg_artifact, kafka_bootstrap, topics, tmp_path):
+    config = tmp_path / "client.properties"
+    config.write_text("# test\nsasl.password=hunter2-secret\nclient.id=anomstream-test\n")
+    done = run_to_exit(worker_command(ecg_artifact, kafka_bootstrap, dict(topics, input="absent-topic-x"), "g-secret", "--kafka-config", str(config)))
+    assert done.returncode == 2  # the missing topic stops it after connecting and logging its config
+    assert "sasl.password" in done.stderr and "***" in done.stderr
+    assert "hunter2" not in done.stderr
