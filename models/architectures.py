@@ -39,15 +39,25 @@ def _dense(x: Any, window_length: int) -> Any:
 
 
 def _conv1d(x: Any, window_length: int) -> Any:
-    """The tutorial's convolutional denoiser (two stride-2 convs, two transposed), over 1-D windows."""
+    """The tutorial's convolutional denoiser over 1-D windows, with a dense bottleneck.
+
+    Without the Dense(16) the code is 35 positions x 8 channels = 280 numbers for
+    a 140-sample window: wide enough to reconstruct anomalies too (ROC-AUC fell
+    to 0.54-0.93 in our runs). Squeezing it to 16 gives 0.993 (models/MODEL_CARD.md).
+    """
     from keras import layers
 
     padded = -window_length % 4  # two stride-2 stages need a multiple of 4
+    steps = (window_length + padded) // 4
     x = layers.Reshape((window_length, 1))(x)
     if padded:
         x = layers.ZeroPadding1D((0, padded))(x)
     x = layers.Conv1D(16, 7, strides=2, padding="same", activation="relu")(x)
     x = layers.Conv1D(8, 7, strides=2, padding="same", activation="relu")(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(16, activation="relu", name="bottleneck")(x)
+    x = layers.Dense(steps * 8, activation="relu")(x)
+    x = layers.Reshape((steps, 8))(x)
     x = layers.Conv1DTranspose(8, 7, strides=2, padding="same", activation="relu")(x)
     x = layers.Conv1DTranspose(16, 7, strides=2, padding="same", activation="relu")(x)
     x = layers.Conv1D(1, 7, padding="same", activation="sigmoid")(x)

@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from stream.settings import WorkerSettings
 
@@ -130,7 +130,9 @@ def consume(bootstrap: str, topic: str, expected: int, timeout: float = 120.0, c
             "isolation.level": "read_committed" if committed_only else "read_uncommitted",
         }
     )
-    consumer.subscribe([topic])
+    # assign(), not subscribe(): no group join, which costs seconds (half a session timeout on Tansu).
+    partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
     out: list = []
     deadline = time.monotonic() + timeout
     grace: float | None = None
@@ -158,3 +160,20 @@ def send(kafka_bootstrap: str) -> Callable[..., None]:
 def read(kafka_bootstrap: str) -> Callable[..., list]:
     """`read(topic, expected, timeout=120, committed_only=True)`: what a read_committed reader sees."""
     return lambda topic, expected, **kw: consume(kafka_bootstrap, topic, expected, **kw)
+
+
+@pytest.fixture(scope="module")
+def tansu_bootstrap() -> Iterator[str]:
+    """A Tansu broker of the module's own, beside the session's broker."""
+    from stream.brokers import Tansu
+
+    with Tansu() as broker:
+        yield broker.bootstrap_servers
+
+
+@pytest.fixture
+def kafka_io():
+    """`produce(bootstrap, topic, messages)` and `consume(bootstrap, topic, expected, ...)` for any broker."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(produce=produce, consume=consume)

@@ -221,3 +221,17 @@ def _eventually(check, timeout: float = 60.0) -> bool:
             pass
         time.sleep(0.2)
     return False
+
+
+def test_at_least_once_delivers_everything_and_commits_after_delivery(ecg_split, worker_settings, topics, send, read, start_worker, kafka_bootstrap):
+    from confluent_kafka import TopicPartition
+
+    send(topics["input"], windows_as_json(ecg_split, np.arange(300)))
+    worker = start_worker(worker_settings, delivery="at-least-once", max_batch=64)
+    verdicts = [json.loads(m.value())["id"] for m in read(topics["scores"], 300)]
+    worker.stop()
+    assert sorted(set(verdicts)) == sorted(f"ecg5000-{r}" for r in ecg_split.test.rows[:300])
+    group = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": worker_settings.group_id})
+    (committed,) = group.committed([TopicPartition(topics["input"], 0)], timeout=10)
+    group.close()
+    assert committed.offset == 300  # stored after delivery, committed on shutdown
