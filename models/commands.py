@@ -104,19 +104,25 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     params = _threshold_params(args)
     dataset = data.load(data.resolve(args.data))
     config = _train_config(args, params)
-    log.info("training %s on %s (%d windows, sha256 %s)", config.arch, dataset.path, len(dataset), dataset.sha256[:12])
-    from models import artifact
-    from models.train import train
-
-    with console.progress("training", total=config.epochs, unit="epochs") as advance:
-        result = train(dataset, config, on_epoch=lambda epoch, logs: advance(1, **logs))
-    metadata = artifact.save(args.out, result.model, result.metadata_fields)
-    log.info("wrote %s (version %s)", args.out, metadata.version)
+    metadata, result = train_and_save(dataset, config, args.out)
     summary = _summary(metadata, args.out, dataset, "test", result.evaluation.model_dump())
     if args.report:
         _report(args.report, summary, metadata, result.scorer, result.split.test, result.test_errors)
         summary["report"] = str(args.report / "report.md")
     return summary
+
+
+def train_and_save(dataset: data.Dataset, config: Any, out: Path) -> tuple[Any, Any]:
+    """Train with a progress bar and write the artifact; `demo` trains through here too."""
+    from models import artifact
+    from models.train import train
+
+    log.info("training %s on %s (%d windows, sha256 %s)", config.arch, dataset.path, len(dataset), dataset.sha256[:12])
+    with console.progress("training", total=config.epochs, unit="epochs") as advance:
+        result = train(dataset, config, on_epoch=lambda epoch, logs: advance(1, **logs))
+    metadata = artifact.save(out, result.model, result.metadata_fields)
+    log.info("wrote %s (version %s)", out, metadata.version)
+    return metadata, result
 
 
 def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:

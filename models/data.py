@@ -38,6 +38,7 @@ class Dataset:
     rows: np.ndarray  # int64, (n,)
     path: Path
     sha256: str
+    skipped: tuple[str, ...] = ()  # "row N ...: why", for rows left out by load(skip_bad_rows=True)
 
     @property
     def window_length(self) -> int:
@@ -47,7 +48,7 @@ class Dataset:
         return int(self.windows.shape[0])
 
     def subset(self, index: np.ndarray) -> Dataset:
-        return Dataset(self.windows[index], self.labels[index], self.rows[index], self.path, self.sha256)
+        return Dataset(self.windows[index], self.labels[index], self.rows[index], self.path, self.sha256, self.skipped)
 
 
 @dataclass(frozen=True)
@@ -124,20 +125,16 @@ def _write_atomically(target: Path, text: bytes) -> None:
     partial.replace(target)
 
 
-def load(path: str | os.PathLike[str]) -> Dataset:
-    """Read and check a tutorial-layout file; every problem is one sentence naming the row."""
+def load(path: str | os.PathLike[str], skip_bad_rows: bool = False) -> Dataset:
+    """Read and check a tutorial-layout file; every problem is one sentence naming the row.
+
+    With `skip_bad_rows` the bad rows are left out and listed in `Dataset.skipped`
+    instead (replay uses this on request); row numbers stay those of the file.
+    """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{path} cannot be read: {exc.strerror or exc}.") from exc
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise DataError(f"{path} is not a valid gzip file ({exc}).") from exc
-    if not raw.strip():
-        raise DataError(f"{path} is empty: expected one window per row, the samples then a 0/1 label.")
+    raw = _read(path)
+    if skip_bad_rows:
+        return _load_lenient(path, raw)
     table = _parse(path, raw)
     windows, labels = table[:, :-1], table[:, -1]
     _check_finite(path, windows)
@@ -156,6 +153,21 @@ def load(path: str | os.PathLike[str]) -> Dataset:
     )
 
 
+def _read(path: Path) -> bytes:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path} cannot be read: {exc.strerror or exc}.") from exc
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise DataError(f"{path} is not a valid gzip file ({exc}).") from exc
+    if not raw.strip():
+        raise DataError(f"{path} is empty: expected one window per row, the samples then a 0/1 label.")
+    return raw
+
+
 def _parse(path: Path, raw: bytes) -> np.ndarray:
     try:
         table = pd.read_csv(io.BytesIO(raw), header=None, dtype=np.float64, na_filter=False, engine="c")
@@ -163,29 +175,62 @@ def _parse(path: Path, raw: bytes) -> np.ndarray:
         table = None  # find out exactly what is wrong, below
     if table is not None and table.shape[1] >= 2:
         return table.to_numpy()
-    _diagnose(path, raw)
-    raise DataError(f"{path} could not be parsed as comma-separated numbers.")  # _diagnose found nothing
+    for number, line, width in _lines(path, raw):
+        problem = _row_problem(line.split(","), width)
+        if problem:
+            raise DataError(f"{path} row {number}{problem}.")
+    raise DataError(f"{path} could not be parsed as comma-separated numbers.")  # no row-level problem found
 
 
-def _diagnose(path: Path, raw: bytes) -> None:
-    """Walk the rows to name the first bad one; only runs when the fast parse failed."""
+def _lines(path: Path, raw: bytes) -> list[tuple[int, str, int]]:
+    """(row number, line, expected width): the slow path, for naming bad rows."""
     lines = raw.decode("utf-8", errors="replace").splitlines()
-    width = None
-    for number, line in enumerate(lines, start=1):
+    width = len(lines[0].split(","))
+    if width < 2:
+        raise DataError(f"{path} row 1 has {width} column: expected the samples then a label.")
+    return [(number, line, width) for number, line in enumerate(lines, start=1)]
+
+
+def _row_problem(cells: list[str], width: int) -> str | None:
+    """What is wrong with one row, as the end of a sentence that starts "row N"."""
+    if len(cells) != width:
+        return f" has {len(cells)} columns, expected {width} like row 1"
+    for column, cell in enumerate(cells, start=1):
+        try:
+            value = float(cell)
+        except ValueError:
+            return f" column {column}: {cell.strip()[:40]!r} is not a number"
+        if not math.isfinite(value):
+            return f" column {column}: {cell.strip()!r} is not a finite number"
+    label = float(cells[-1])
+    if label not in (0.0, 1.0):
+        return f": label {label:g} is not 0 (anomalous) or 1 (normal)"
+    return None
+
+
+def _load_lenient(path: Path, raw: bytes) -> Dataset:
+    kept: list[list[float]] = []
+    rows: list[int] = []
+    skipped: list[str] = []
+    for number, line, width in _lines(path, raw):
         cells = line.split(",")
-        if width is None:
-            width = len(cells)
-            if width < 2:
-                raise DataError(f"{path} row {number} has {width} column: expected the samples then a label.")
-        if len(cells) != width:
-            raise DataError(f"{path} row {number} has {len(cells)} columns, expected {width} like row 1.")
-        for column, cell in enumerate(cells, start=1):
-            try:
-                value = float(cell)
-            except ValueError:
-                raise DataError(f"{path} row {number} column {column}: {cell.strip()[:40]!r} is not a number.") from None
-            if not math.isfinite(value):
-                raise DataError(f"{path} row {number} column {column}: {cell.strip()!r} is not a finite number.")
+        problem = _row_problem(cells, width)
+        if problem:
+            skipped.append(f"row {number}{problem}")
+            continue
+        kept.append([float(cell) for cell in cells])
+        rows.append(number - 1)
+    if not kept:
+        raise DataError(f"{path} has no valid rows ({len(skipped)} bad; first: {skipped[0]}).")
+    table = np.array(kept)
+    return Dataset(
+        windows=table[:, :-1].astype(np.float32),
+        labels=table[:, -1].astype(np.int8),
+        rows=np.array(rows, dtype=np.int64),
+        path=path,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        skipped=tuple(skipped),
+    )
 
 
 def _check_finite(path: Path, windows: np.ndarray) -> None:

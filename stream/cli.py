@@ -21,6 +21,7 @@ log = logging.getLogger("anomstream")
 
 def build_parser() -> argparse.ArgumentParser:
     from models import commands as model_commands
+    from replay import commands as replay_commands
     from stream import commands as stream_commands
 
     parser = argparse.ArgumentParser(
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     model_commands.register(commands)
     stream_commands.register(commands)
+    replay_commands.register(commands)
     settings.apply_env_defaults(parser)
     return parser
 
@@ -52,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.write(json.dumps(summary) + "\n")
         else:
             args.render(summary)
-    return 0
+    return getattr(args, "exit_code", 0)
 
 
 def run() -> None:

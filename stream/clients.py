@@ -91,46 +91,46 @@ def create(kind: Callable[[dict[str, Any]], Any], config: dict[str, Any]) -> Any
         raise ConfigError(f"Kafka client configuration rejected: {reason} (check -X and --kafka-config).") from None
 
 
-def wait_for_broker(settings: WorkerSettings, errors: ErrorWatch) -> AdminClient:
+def wait_for_broker(config: dict[str, Any], timeout_s: float, errors: ErrorWatch | None = None) -> AdminClient:
     """Retry with backoff until the cluster answers; wrong credentials fail at once."""
-    admin = create(AdminClient, {**settings.common_config(), "error_cb": errors})
+    errors = errors or ErrorWatch()
+    where = config["bootstrap.servers"]
+    extra = {key: value for key, value in config.items() if key not in ("bootstrap.servers", "client.id") and isinstance(value, str)}
+    admin = create(AdminClient, {**config, "error_cb": errors})
     started = time.monotonic()
     delay = 0.5
     attempt = 0
-    log.info("connecting to Kafka at %s with %s", settings.bootstrap_servers, redact(settings.kafka) or "no extra properties")
+    log.info("connecting to Kafka at %s with %s", where, redact(extra) or "no extra properties")
     while True:
         attempt += 1
         try:
-            admin.list_topics(timeout=min(2.0, settings.startup_timeout_s))
-            log.info("Kafka at %s answered (attempt %d)", settings.bootstrap_servers, attempt)
+            admin.list_topics(timeout=min(2.0, timeout_s))
+            log.info("Kafka at %s answered (attempt %d)", where, attempt)
             return admin
         except KafkaException as exc:
             reason = exc.args[0].str() if exc.args else str(exc)
         if errors.auth_failure:
-            raise ConfigError(f"Kafka at {settings.bootstrap_servers} refused the credentials: {errors.auth_failure}.")
+            raise ConfigError(f"Kafka at {where} refused the credentials: {errors.auth_failure}.")
         waited = time.monotonic() - started
-        if waited + delay > settings.startup_timeout_s:
+        if waited + delay > timeout_s:
             raise BrokerUnavailable(
-                f"Kafka at {settings.bootstrap_servers} did not answer within {settings.startup_timeout_s:.0f} s"
+                f"Kafka at {where} did not answer within {timeout_s:.0f} s"
                 f" ({reason}): check --bootstrap-servers and that the broker is up."
             )
-        log.warning("waiting for Kafka at %s (attempt %d, %.0f s): %s", settings.bootstrap_servers, attempt, waited, reason)
+        log.warning("waiting for Kafka at %s (attempt %d, %.0f s): %s", where, attempt, waited, reason)
         time.sleep(delay)
         delay = min(delay * 2, 5.0)
 
 
-def ensure_topics(admin: AdminClient, settings: WorkerSettings) -> None:
-    """Every topic the worker reads or writes must exist, or be created with --create-topics."""
-    wanted = [settings.input_topic, settings.scores_topic, settings.output_topic, settings.dlq_topic]
+def ensure_topics(admin: AdminClient, topics: list[str], where: str, create_missing: bool = False, partitions: int = 1) -> None:
+    """The topics must exist, or be created when asked to."""
     existing = admin.list_topics(timeout=10).topics
-    missing = [topic for topic in wanted if topic not in existing]
+    missing = [topic for topic in topics if topic not in existing]
     if not missing:
         return
-    if not settings.create_topics:
-        raise ConfigError(
-            f"topic {', '.join(missing)} does not exist on {settings.bootstrap_servers}: create it or pass --create-topics."
-        )
-    futures = admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=-1) for topic in missing])
+    if not create_missing:
+        raise ConfigError(f"topic {', '.join(missing)} does not exist on {where}: create it or pass --create-topics.")
+    futures = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=-1) for topic in missing])
     for topic, future in futures.items():
         try:
             future.result(timeout=30)

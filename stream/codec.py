@@ -200,7 +200,8 @@ def encode_window(
     window_id: str, values: Any, source: str | None = None, ts: float | None = None, label: int | None = None
 ) -> bytes:
     """The JSON input contract, for producers written in Python (replay, tests, benchmarks)."""
-    payload: dict[str, Any] = {"id": window_id, "values": [float(v) for v in values]}
+    samples = values.tolist() if isinstance(values, np.ndarray) else [float(v) for v in values]
+    payload: dict[str, Any] = {"id": window_id, "values": samples}
     for name, value in (("source", source), ("ts", ts), ("label", label)):
         if value is not None:
             payload[name] = value

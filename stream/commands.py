@@ -8,7 +8,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from stream.settings import WorkerSettings
+from stream.settings import WorkerSettings, add_kafka_flags
 
 log = logging.getLogger("anomstream.worker")
 
@@ -16,7 +16,7 @@ log = logging.getLogger("anomstream.worker")
 def register(commands: argparse._SubParsersAction) -> None:
     worker = commands.add_parser("worker", help="score telemetry windows from Kafka and publish verdicts")
     worker.add_argument("--model", required=True, type=Path, help="model artifact directory (hot-reloaded when it changes)")
-    worker.add_argument("--bootstrap-servers", default="localhost:9092", help="Kafka bootstrap servers (default: localhost:9092)")
+    add_kafka_flags(worker)
     worker.add_argument("--input-topic", default="telemetry-windows", help="topic of telemetry windows (default: telemetry-windows)")
     worker.add_argument("--scores-topic", default="telemetry-scores", help="topic for every verdict (default: telemetry-scores)")
     worker.add_argument("--output-topic", default="telemetry-anomalies", help="topic for anomalous verdicts only (default: telemetry-anomalies)")
@@ -31,8 +31,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     worker.add_argument("--reload-interval-s", type=float, default=5.0, help="how often to look for a new artifact; 0: only on SIGHUP (default: 5)")
     worker.add_argument("--startup-timeout-s", type=float, default=60.0, help="how long to wait for Kafka at start-up (default: 60)")
     worker.add_argument("--create-topics", action="store_true", help="create missing topics (one partition each) instead of failing")
-    worker.add_argument("-X", dest="kafka_property", action="append", metavar="KEY=VALUE", help="any librdkafka property, e.g. -X security.protocol=SASL_SSL (repeatable)")
-    worker.add_argument("--kafka-config", metavar="FILE", help="librdkafka properties file (key=value lines); -X wins")
     worker.set_defaults(run=run_worker)
 
 

@@ -149,3 +149,29 @@ class WorkerSettings:
 
     def common_config(self) -> dict[str, str]:
         return {"bootstrap.servers": self.bootstrap_servers, "client.id": "anomstream-worker", **self.kafka}
+
+
+def add_kafka_flags(parser: argparse.ArgumentParser, default_servers: str | None = "localhost:9092") -> None:
+    """The connection flags every Kafka-facing command shares (one env var each, as everywhere)."""
+    parser.add_argument(
+        "--bootstrap-servers",
+        default=default_servers,
+        help=f"Kafka bootstrap servers (default: {default_servers or 'start the embedded broker'})",
+    )
+    parser.add_argument(
+        "-X",
+        dest="kafka_property",
+        action="append",
+        metavar="KEY=VALUE",
+        help="any librdkafka property, e.g. -X security.protocol=SASL_SSL (repeatable)",
+    )
+    parser.add_argument("--kafka-config", metavar="FILE", help="librdkafka properties file (key=value lines); -X wins")
+
+
+def kafka_client_config(args: argparse.Namespace, client_id: str) -> dict[str, str]:
+    """bootstrap.servers, client.id and the pass-through properties, from the shared flags."""
+    return {
+        "bootstrap.servers": args.bootstrap_servers,
+        "client.id": client_id,
+        **kafka_properties(args.kafka_property, args.kafka_config),
+    }

@@ -58,9 +58,10 @@ class Worker:
             stack.callback(self.model.stop)
 
             errors = clients.ErrorWatch()
-            admin = clients.wait_for_broker(s, errors)
+            admin = clients.wait_for_broker(s.common_config(), s.startup_timeout_s, errors)
             self.health.broker_up = True
-            clients.ensure_topics(admin, s)
+            topics = [s.input_topic, s.scores_topic, s.output_topic, s.dlq_topic]
+            clients.ensure_topics(admin, topics, s.bootstrap_servers, s.create_topics)
 
             producer = clients.create(Producer, clients.producer_config(s, errors))
             consumer = clients.create(Consumer, clients.consumer_config(s, errors))
@@ -212,3 +213,39 @@ class Worker:
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError._NO_OFFSET:
                 log.warning("committing stored offsets failed: %s", exc.args[0].str())
+
+
+class WorkerThread:
+    """A worker running on a background thread (demo, tests); its failure surfaces in `wait_ready`/`stop`."""
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.worker = Worker(settings)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="worker", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.worker.run()
+        except BaseException as exc:  # handed to the caller's thread
+            self.error = exc
+
+    def wait_ready(self, timeout: float = 120.0) -> WorkerThread:
+        deadline = time.monotonic() + timeout
+        while not self.worker.health.ready()[0]:
+            if not self.thread.is_alive():
+                raise self.error or RuntimeError("the worker stopped during start-up")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the worker was not ready after {timeout:.0f} s: {self.worker.health.ready()[1]}")
+            time.sleep(0.1)
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.worker.http_port}"
+
+    def stop(self, timeout: float = 60.0) -> None:
+        self.worker.stop()
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            raise TimeoutError(f"the worker did not stop within {timeout:.0f} s")

@@ -115,3 +115,17 @@ class TestResolve:
         assert ds.windows.shape == (5000, 140)
         assert int(ds.labels.sum()) == 2919
         np.testing.assert_allclose(ds.windows[0, :4], [-0.11252183, -2.8272038, -3.7738969, -4.3497511], rtol=1e-6)
+
+
+def test_skip_bad_rows_keeps_file_row_numbers_and_says_why(tmp_path):
+    path = write(tmp_path, "1,2,3,1\n4,x,6,1\n7,8,9,0\n1,2,1\n5,5,5,3\n6,6,6,1\n")
+    ds = data.load(path, skip_bad_rows=True)
+    assert ds.rows.tolist() == [0, 2, 5]
+    assert ds.labels.tolist() == [1, 0, 1]
+    assert ds.skipped == (
+        "row 2 column 2: 'x' is not a number",
+        "row 4 has 3 columns, expected 4 like row 1",
+        "row 5: label 3 is not 0 (anomalous) or 1 (normal)",
+    )
+    with pytest.raises(DataError, match="row 2 column 2: 'x' is not a number"):
+        data.load(path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -13,6 +12,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from stream.settings import WorkerSettings
+from stream.worker import WorkerThread
 
 
 @pytest.fixture(scope="session")
@@ -32,41 +32,6 @@ def ecg_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ecg") / "ecg-dense"
     artifact.save(out, result.model, result.metadata_fields)
     return out
-
-
-class RunningWorker:
-    def __init__(self, settings: WorkerSettings) -> None:
-        from stream.worker import Worker
-
-        self.worker = Worker(settings)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.worker.run()
-        except BaseException as exc:  # surfaced by stop()/wait_ready() in the test thread
-            self.error = exc
-
-    def wait_ready(self, timeout: float = 90.0) -> RunningWorker:
-        deadline = time.monotonic() + timeout
-        while not self.worker.health.ready()[0]:
-            if self.error or not self.thread.is_alive():
-                raise AssertionError(f"worker died during start-up: {self.error!r}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"worker not ready after {timeout} s: {self.worker.health.ready()[1]}")
-            time.sleep(0.1)
-        return self
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.worker.http_port}"
-
-    def stop(self, timeout: float = 60.0) -> None:
-        self.worker.stop()
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "worker did not stop"
 
 
 @pytest.fixture
@@ -93,13 +58,14 @@ def worker_settings(kafka_bootstrap: str, ecg_artifact: Path, topics: dict[str, 
 
 
 @pytest.fixture
-def start_worker() -> Iterator[Callable[..., RunningWorker]]:
-    running: list[RunningWorker] = []
+def start_worker() -> Iterator[Callable[..., WorkerThread]]:
+    """`start_worker(settings, **changes)`: a worker on a thread, ready; stopped after the test."""
+    running: list[WorkerThread] = []
 
-    def start(settings: WorkerSettings, **changes: object) -> RunningWorker:
-        worker = RunningWorker(replace(settings, **changes))
+    def start(settings: WorkerSettings, **changes: object) -> WorkerThread:
+        worker = WorkerThread(replace(settings, **changes))
         running.append(worker)
-        return worker.wait_ready()
+        return worker.wait_ready(timeout=90)
 
     yield start
     for worker in running:

