@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -235,3 +236,23 @@ def test_at_least_once_delivers_everything_and_commits_after_delivery(ecg_split,
     (committed,) = group.committed([TopicPartition(topics["input"], 0)], timeout=10)
     group.close()
     assert committed.offset == 300  # stored after delivery, committed on shutdown
+
+
+def test_rebalance_between_two_workers_keeps_exactly_once(ecg_split, worker_settings, new_topic, send, read, start_worker):
+    """A second worker joins mid-stream, then the first leaves: every window still gets exactly one verdict."""
+    source = new_topic(partitions=4)
+    settings = replace(worker_settings, input_topic=source, max_batch=32, kafka={"session.timeout.ms": "6000"})
+    rows = np.resize(np.arange(len(ecg_split.test)), 3000)
+    test = ecg_split.test
+    batch = [(f"k{i % 8}".encode(), codec.encode_window(f"w-{i}", test.windows[r]), None) for i, r in enumerate(rows)]
+    first = start_worker(settings)
+    send(source, batch[:1000])
+    read(settings.scores_topic, 300)
+    second = start_worker(settings, transactional_id=settings.transactional_id + "-b")
+    send(source, batch[1000:2000])
+    first.stop()  # its partitions are revoked: it commits what it holds, the second takes over
+    send(source, batch[2000:])
+    ids = [json.loads(m.value())["id"] for m in read(settings.scores_topic, 3000, timeout=180)]
+    second.stop()
+    assert len(ids) == 3000
+    assert len(set(ids)) == 3000

@@ -39,31 +39,38 @@ def run_to_exit(command: list[str], timeout: float = 120) -> subprocess.Complete
 
 
 def test_sigterm_mid_stream_loses_and_duplicates_nothing(ecg_artifact, ecg_split, kafka_bootstrap, topics, send, read, tmp_path):
-    rows = np.resize(np.arange(len(ecg_split.test)), 4000)
+    rows = np.resize(np.arange(len(ecg_split.test)), 6000)
     test = ecg_split.test
     send(topics["input"], [(None, codec.encode_window(f"w-{i}", test.windows[r]), None) for i, r in enumerate(rows)])
+    total = len(rows)
     command = worker_command(ecg_artifact, kafka_bootstrap, topics, "sigterm-group", "--max-batch", "32", "--max-wait-ms", "5")
     log = (tmp_path / "first.log").open("w")
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
     try:
         partial = read(topics["scores"], 200, timeout=120)
+        first.send_signal(signal.SIGHUP)  # reload the (unchanged) artifact on demand, mid-stream
+        deadline = time.monotonic() + 60
+        while "model reloaded" not in (tmp_path / "first.log").read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
         first.send_signal(signal.SIGTERM)
         assert first.wait(60) == 0, (tmp_path / "first.log").read_text()[-3000:]
     finally:
         if first.poll() is None:
             first.kill()
-    stopped_after = len(read(topics["scores"], 4000, timeout=5))
-    assert 200 <= len(partial) and stopped_after < 4000, "the signal should land mid-stream"
-    assert "last batch committed" in (tmp_path / "first.log").read_text()
+    stopped_after = len(read(topics["scores"], total, timeout=5))
+    assert 200 <= len(partial) and stopped_after < total, "the signal should land mid-stream"
+    first_log = (tmp_path / "first.log").read_text()
+    assert "last batch committed" in first_log
+    assert "model reloaded" in first_log
 
     second = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        verdicts = [json.loads(m.value())["id"] for m in read(topics["scores"], 4000, timeout=180)]
+        verdicts = [json.loads(m.value())["id"] for m in read(topics["scores"], total, timeout=180)]
     finally:
         second.send_signal(signal.SIGTERM)
         second.wait(60)
-    assert len(verdicts) == 4000
-    assert len(set(verdicts)) == 4000  # exactly once across the restart
+    assert len(verdicts) == total
+    assert len(set(verdicts)) == total  # exactly once across the restart
 
 
 def test_missing_topic_is_one_sentence_and_exit_2(ecg_artifact, kafka_bootstrap, topics):
