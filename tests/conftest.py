@@ -17,6 +17,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -134,3 +135,22 @@ def new_topic(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Iterator[
 def topic_factory(new_topic: Callable[..., str]) -> Callable[..., str]:
     """Alias of :func:`new_topic`."""
     return new_topic
+
+
+@pytest.fixture(scope="session")
+def ecg_split():
+    from models import data
+
+    return data.split(data.load(data.resolve()))
+
+
+@pytest.fixture(scope="session")
+def ecg_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tutorial's dense model on the real ECG5000 (about 10 s to train)."""
+    from models import artifact, data
+    from models.train import TrainConfig, train
+
+    result = train(data.load(data.resolve()), TrainConfig())
+    out = tmp_path_factory.mktemp("ecg") / "ecg-dense"
+    artifact.save(out, result.model, result.metadata_fields)
+    return out

@@ -1,4 +1,4 @@
-"""A real ECG5000 model, a worker running in a thread, and Kafka read helpers."""
+"""Workers on threads, their topics and settings, and Kafka read/write helpers."""
 
 from __future__ import annotations
 
@@ -13,25 +13,6 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from stream.settings import WorkerSettings
 from stream.worker import WorkerThread
-
-
-@pytest.fixture(scope="session")
-def ecg_split():
-    from models import data
-
-    return data.split(data.load(data.resolve()))
-
-
-@pytest.fixture(scope="session")
-def ecg_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tutorial's dense model on the real ECG5000 (about 10 s to train)."""
-    from models import artifact, data
-    from models.train import TrainConfig, train
-
-    result = train(data.load(data.resolve()), TrainConfig())
-    out = tmp_path_factory.mktemp("ecg") / "ecg-dense"
-    artifact.save(out, result.model, result.metadata_fields)
-    return out
 
 
 @pytest.fixture
