@@ -16,6 +16,7 @@ from models.architectures import ARCHITECTURES
 from models.threshold import METHODS
 from stream import console
 from stream.errors import ConfigError, DataError
+from stream.settings import check_ranges, from_namespace
 
 log = logging.getLogger("anomstream.models")
 
@@ -60,16 +61,15 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def _threshold_params(args: argparse.Namespace) -> dict[str, float]:
     """Check the flags before anything slow (reading data, importing TensorFlow) happens."""
-    for flag, value, ok in (
+    check_ranges(
+        "train",
         ("--epochs", args.epochs, args.epochs >= 1),
         ("--batch-size", args.batch_size, args.batch_size >= 1),
         ("--learning-rate", args.learning_rate, args.learning_rate > 0),
         ("--noise-factor", args.noise_factor, args.noise_factor >= 0),
         ("--test-size", args.test_size, 0 < args.test_size < 1),
         ("--holdout", args.holdout, args.holdout is None or 0 <= args.holdout < 1),
-    ):
-        if not ok:
-            raise ConfigError(f"{flag} {value} is out of range; see `anomstream train --help`.")
+    )
     params = {}
     for method, name in THRESHOLD_PARAMS.items():
         value = getattr(args, name)
@@ -84,20 +84,7 @@ def _threshold_params(args: argparse.Namespace) -> dict[str, float]:
 def _train_config(args: argparse.Namespace, params: dict[str, float]) -> Any:
     from models.train import TrainConfig  # TensorFlow loads here
 
-    return TrainConfig(
-        arch=args.arch,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        split_seed=args.split_seed,
-        test_size=args.test_size,
-        noise_factor=args.noise_factor,
-        learning_rate=args.learning_rate,
-        threshold=args.threshold,
-        threshold_params=params,
-        holdout=args.holdout,
-        name=args.name,
-    )
+    return from_namespace(TrainConfig, args, threshold_params=params)
 
 
 def run_train(args: argparse.Namespace) -> dict[str, Any]:

@@ -10,8 +10,11 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 ENV_PREFIX = "ANOMSTREAM_"
 _TRUE = {"1", "true", "yes", "on"}
@@ -109,37 +112,21 @@ class WorkerSettings:
     def from_args(cls, args: argparse.Namespace) -> WorkerSettings:
         from stream.errors import ConfigError
 
-        checks = (
+        check_ranges(
+            "worker",
             ("--max-batch", args.max_batch, 1 <= args.max_batch <= 100_000),
             ("--max-wait-ms", args.max_wait_ms, 0 <= args.max_wait_ms <= 60_000),
             ("--metrics-port", args.metrics_port, 0 <= args.metrics_port <= 65535),
             ("--reload-interval-s", args.reload_interval_s, args.reload_interval_s >= 0),
             ("--startup-timeout-s", args.startup_timeout_s, args.startup_timeout_s > 0),
         )
-        for flag, value, ok in checks:
-            if not ok:
-                raise ConfigError(f"{flag} {value} is out of range; see `anomstream worker --help`.")
-        topics = [args.input_topic, args.scores_topic, args.output_topic, args.dlq_topic]
-        if args.input_topic in topics[1:]:
+        if args.input_topic in (args.scores_topic, args.output_topic, args.dlq_topic):
             raise ConfigError(f"--input-topic {args.input_topic} is also an output topic: the worker would read its own verdicts.")
-        transactional_id = args.transactional_id or f"anomstream-{args.group_id}-{socket.gethostname()}-{os.getpid()}"
-        return cls(
+        return from_namespace(
+            cls,
+            args,
             model=Path(args.model),
-            bootstrap_servers=args.bootstrap_servers,
-            input_topic=args.input_topic,
-            scores_topic=args.scores_topic,
-            output_topic=args.output_topic,
-            dlq_topic=args.dlq_topic,
-            group_id=args.group_id,
-            delivery=args.delivery,
-            transactional_id=transactional_id,
-            max_batch=args.max_batch,
-            max_wait_ms=args.max_wait_ms,
-            metrics_host=args.metrics_host,
-            metrics_port=args.metrics_port,
-            reload_interval_s=args.reload_interval_s,
-            startup_timeout_s=args.startup_timeout_s,
-            create_topics=args.create_topics,
+            transactional_id=args.transactional_id or f"anomstream-{args.group_id}-{socket.gethostname()}-{os.getpid()}",
             kafka=kafka_properties(args.kafka_property, args.kafka_config),
         )
 
@@ -175,3 +162,18 @@ def kafka_client_config(args: argparse.Namespace, client_id: str) -> dict[str, s
         "client.id": client_id,
         **kafka_properties(args.kafka_property, args.kafka_config),
     }
+
+
+def from_namespace(cls: type[T], args: argparse.Namespace, **overrides: Any) -> T:
+    """A frozen settings dataclass from the parsed flags: every field named like a flag's dest, plus overrides."""
+    values = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}  # type: ignore[arg-type]
+    return cls(**{**values, **overrides})
+
+
+def check_ranges(command: str, *checks: tuple[str, object, bool]) -> None:
+    """(flag, value, ok) triples; the first not ok is one sentence pointing at --help."""
+    from stream.errors import ConfigError
+
+    for flag, value, ok in checks:
+        if not ok:
+            raise ConfigError(f"{flag} {value} is out of range; see `anomstream {command} --help`.")
