@@ -53,6 +53,7 @@ def consumer_config(settings: WorkerSettings, errors: ErrorWatch) -> dict[str, A
         # Commit in the background, but only offsets stored after delivery was confirmed.
         config["enable.auto.commit"] = True
         config["enable.auto.offset.store"] = False
+        config["auto.commit.interval.ms"] = 1000  # bounds what a crash makes us redo (librdkafka's default: 5 s)
     return config
 
 

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
@@ -66,8 +67,16 @@ def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes
     assert producer.flush(60) == 0
 
 
-def consume(bootstrap: str, topic: str, expected: int, timeout: float = 120.0, committed_only: bool = True) -> list:
-    """Read `topic` from the start until `expected` messages (then a short grace for extras) or the timeout."""
+def consume(
+    bootstrap: str,
+    topic: str,
+    expected: int,
+    timeout: float = 120.0,
+    committed_only: bool = True,
+    distinct: Callable[[Any], object] | None = None,
+) -> list:
+    """Read `topic` from the start until `expected` messages (or `expected` distinct `distinct(message)` values),
+    then a short grace for extras, or until the timeout."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -81,6 +90,7 @@ def consume(bootstrap: str, topic: str, expected: int, timeout: float = 120.0, c
     partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
     out: list = []
+    seen: set = set()
     deadline = time.monotonic() + timeout
     grace: float | None = None
     try:
@@ -88,7 +98,9 @@ def consume(bootstrap: str, topic: str, expected: int, timeout: float = 120.0, c
             for message in consumer.consume(500, timeout=0.5):
                 if message.error() is None:
                     out.append(message)
-            if len(out) >= expected:
+                    if distinct is not None:
+                        seen.add(distinct(message))
+            if (len(seen) if distinct is not None else len(out)) >= expected:
                 grace = grace or time.monotonic() + 2.0
                 if time.monotonic() > grace:
                     break
