@@ -25,25 +25,34 @@ class BrokerUnavailable(AnomstreamError):
 
 
 class ErrorWatch:
-    """librdkafka's `error_cb`: remembers credential failures so start-up can stop at once."""
+    """librdkafka's `error_cb`: remembers credential failures so start-up can stop at once,
+    and reports when every broker is down (a restart, an outage) so /readyz can say so."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_all_down: Callable[[], None] | None = None) -> None:
         self.auth_failure: str | None = None
+        self.on_all_down = on_all_down
 
     def __call__(self, error: KafkaError) -> None:
         if error.code() in AUTH_ERRORS:
             self.auth_failure = error.str()
-        log.debug("librdkafka: %s", error)
+        if error.code() == KafkaError._ALL_BROKERS_DOWN:
+            log.warning("all Kafka brokers are down; librdkafka keeps reconnecting")
+            if self.on_all_down:
+                self.on_all_down()
+        else:
+            log.debug("librdkafka: %s", error)
 
 
-def consumer_config(settings: WorkerSettings, errors: ErrorWatch) -> dict[str, Any]:
+def consumer_config(
+    settings: WorkerSettings, errors: ErrorWatch, on_brokers: Callable[[bool], None] | None = None
+) -> dict[str, Any]:
     config: dict[str, Any] = {
         "group.id": settings.group_id,
         "auto.offset.reset": "earliest",
         # Upstream producers may be transactional too: never score aborted windows.
         "isolation.level": "read_committed",
         "statistics.interval.ms": 5000,
-        "stats_cb": record_lag(settings.input_topic),
+        "stats_cb": on_statistics(settings.input_topic, on_brokers),
         "error_cb": errors,
         **settings.common_config(),
     }
@@ -70,17 +79,21 @@ def producer_config(settings: WorkerSettings, errors: ErrorWatch) -> dict[str, A
     return config
 
 
-def record_lag(topic: str) -> Callable[[str], None]:
-    """librdkafka statistics -> `anomstream_consumer_lag{partition}`."""
+def on_statistics(topic: str, on_brokers: Callable[[bool], None] | None = None) -> Callable[[str], None]:
+    """librdkafka statistics -> `anomstream_consumer_lag{partition}`, and whether any broker is up (for /readyz)."""
 
-    def on_stats(raw: str) -> None:
-        partitions = json.loads(raw).get("topics", {}).get(topic, {}).get("partitions", {})
-        for partition, stats in partitions.items():
-            lag = stats.get("consumer_lag", -1)
+    def handle(raw: str) -> None:
+        stats = json.loads(raw)
+        partitions = stats.get("topics", {}).get(topic, {}).get("partitions", {})
+        for partition, numbers in partitions.items():
+            lag = numbers.get("consumer_lag", -1)
             if partition != "-1" and lag >= 0:
                 metrics.CONSUMER_LAG.labels(partition).set(lag)
+        if on_brokers is not None:
+            brokers = [b for b in stats.get("brokers", {}).values() if b.get("nodeid", -1) >= 0]
+            on_brokers(any(b.get("state") == "UP" for b in brokers))
 
-    return on_stats
+    return handle
 
 
 def create(kind: Callable[[dict[str, Any]], Any], config: dict[str, Any]) -> Any:

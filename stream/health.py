@@ -17,8 +17,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 class Health:
     """Shared state between the poll loop (writer) and the HTTP server (reader)."""
 
-    def __init__(self, stall_after_s: float = 60.0) -> None:
+    def __init__(self, stall_after_s: float = 60.0, busy_after_s: float = 10.0) -> None:
         self.stall_after_s = stall_after_s
+        # Not ready sooner than not alive: a loop stuck on Kafka this long (an outage) should get no new work.
+        self.busy_after_s = busy_after_s
         self.model_ready = False
         self.assigned = False
         self.broker_up = False
@@ -37,7 +39,10 @@ class Health:
         for ok, why in ((self.model_ready, "model not loaded"), (self.broker_up, "broker unreachable"), (self.assigned, "no partitions assigned")):
             if not ok:
                 return False, why
-        return self.alive()
+        idle = time.monotonic() - self._last_turn
+        if idle > self.busy_after_s:
+            return False, f"the poll loop has been waiting on Kafka for {idle:.0f} s"
+        return True, "ok"
 
 
 def serve(health: Health, host: str, port: int) -> ThreadingHTTPServer:

@@ -57,14 +57,14 @@ class Worker:
             self.model.watch(s.reload_interval_s)
             stack.callback(self.model.stop)
 
-            errors = clients.ErrorWatch()
+            errors = clients.ErrorWatch(on_all_down=self._broker_down)
             admin = clients.wait_for_broker(s.common_config(), s.startup_timeout_s, errors)
             self.health.broker_up = True
             topics = [s.input_topic, s.scores_topic, s.output_topic, s.dlq_topic]
             clients.ensure_topics(admin, topics, s.bootstrap_servers, s.create_topics)
 
             producer = clients.create(Producer, clients.producer_config(s, errors))
-            consumer = clients.create(Consumer, clients.consumer_config(s, errors))
+            consumer = clients.create(Consumer, clients.consumer_config(s, errors, self._broker_state))
             stack.callback(self._close, consumer)
             self.delivery = ExactlyOnce(producer, consumer) if s.exactly_once else AtLeastOnce(producer, consumer)
             stack.callback(producer.flush, 10.0)
@@ -100,6 +100,7 @@ class Worker:
         stage = self._timed("score", stage)
         records = self.verdicts(loaded, batch, errors) + [self.dead_letter(bad) for bad in batch.invalid]
         self.delivery.deliver(records, self.next_offsets(messages))
+        self.health.broker_up = True  # a committed batch proves it
         self._timed("produce", stage)
         self._count(messages, batch, errors, loaded)
         self.batches += 1
@@ -181,6 +182,14 @@ class Worker:
             kind, stamp = message.timestamp()
             if kind and stamp > 0:
                 metrics.END_TO_END_LATENCY.observe(max(0.0, now - stamp / 1000.0))
+
+    def _broker_down(self) -> None:
+        self.health.broker_up = False
+
+    def _broker_state(self, up: bool) -> None:
+        if up and not self.health.broker_up:
+            log.info("Kafka is reachable again")
+        self.health.broker_up = up
 
     # Rebalance callbacks run inside consumer.consume(), on this thread.
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
