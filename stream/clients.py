@@ -86,7 +86,11 @@ def on_statistics(topic: str, on_brokers: Callable[[bool], None] | None = None) 
         stats = json.loads(raw)
         partitions = stats.get("topics", {}).get(topic, {}).get("partitions", {})
         for partition, numbers in partitions.items():
-            lag = numbers.get("consumer_lag", -1)
+            # The *stored* lag: in exactly-once mode offsets are committed by the producer's transaction,
+            # which the consumer's own `consumer_lag` never sees (it stays -1).
+            lag = numbers.get("consumer_lag_stored", -1)
+            if lag < 0:
+                lag = numbers.get("consumer_lag", -1)
             if partition != "-1" and lag >= 0:
                 metrics.CONSUMER_LAG.labels(partition).set(lag)
         if on_brokers is not None:

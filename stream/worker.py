@@ -202,13 +202,24 @@ class Worker:
         self.process(self.batcher.take())
         if not self.settings.exactly_once:
             self._commit_stored(consumer)
+        self._forget_lag(partitions)
         self.health.assigned = False
 
     def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         # Lost (not revoked): another worker may own them already, so committing now could be stale.
         log.warning("lost %d partitions; uncommitted windows will be rescored by their new owner", len(partitions))
         self.batcher.take()
+        self._forget_lag(partitions)
         self.health.assigned = False
+
+    @staticmethod
+    def _forget_lag(partitions: list[TopicPartition]) -> None:
+        """Another worker reports these partitions' lag now; a stale series here would double-count."""
+        for p in partitions:
+            try:
+                metrics.CONSUMER_LAG.remove(str(p.partition))
+            except KeyError:
+                pass  # never reported yet
 
     def _close(self, consumer: Any) -> None:
         if not self.settings.exactly_once:

@@ -1,0 +1,193 @@
+"""docker-compose.yml, as far as it can be checked without a Docker engine: docker-compose validates it,
+and its structure, images and ANOMSTREAM_* configuration are checked against the CLI the image runs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from stream.settings import env_name
+
+SERVICES = {"kafka", "topics", "train", "worker", "prometheus", "grafana", "replay"}
+TOPICS = {"telemetry-windows", "telemetry-scores", "telemetry-anomalies", "telemetry-windows-dlq"}
+
+
+@pytest.fixture(scope="module")
+def compose(repo: Path) -> dict[str, Any]:
+    """The file as written (PyYAML resolves the `<<:` merges as compose does)."""
+    return yaml.safe_load((repo / "docker-compose.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def resolved(repo: Path, tool: Callable[[str], str]) -> dict[str, Any]:
+    """The file as docker-compose resolves it (defaults of ${VAR:-default} filled in), replay profile on."""
+    done = subprocess.run(
+        [tool("docker-compose"), "-f", "docker-compose.yml", "--profile", "replay", "config"],
+        cwd=repo, capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr
+    return yaml.safe_load(done.stdout)
+
+
+def settings_env_names() -> set[str]:
+    """Every environment variable the CLI reads: ANOMSTREAM_ + each flag's dest, as stream/settings.py names them."""
+    from stream.cli import build_parser
+
+    names: set[str] = set()
+
+    def walk(parser: argparse.ArgumentParser) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    walk(child)
+            elif action.option_strings and action.dest not in {"help", "version"}:
+                names.add(env_name(action.dest))
+
+    walk(build_parser())
+    return names
+
+
+def test_docker_compose_config_accepts_the_file(repo: Path, tool: Callable[[str], str]) -> None:
+    binary = tool("docker-compose")
+    version = subprocess.run([binary, "version", "--short"], capture_output=True, text=True, timeout=30).stdout.strip()
+    done = subprocess.run([binary, "-f", "docker-compose.yml", "config", "-q"], cwd=repo, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, f"docker-compose {version}: {done.stdout}{done.stderr}"
+
+
+def test_docker_compose_config_rejects_a_broken_copy(repo: Path, tool: Callable[[str], str], tmp_path: Path) -> None:
+    """The check above has teeth: the same file with a non-integer replica count is refused."""
+    text = (repo / "docker-compose.yml").read_text()
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(text.replace("replicas: 2", "replicas: two", 1))
+    assert broken.read_text() != text
+    done = subprocess.run(
+        [tool("docker-compose"), "-f", str(broken), "--project-directory", str(repo), "config", "-q"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode != 0 and "replicas" in done.stdout + done.stderr
+
+
+def test_services_healthchecks_and_start_order(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert set(services) == SERVICES
+    for name in ("kafka", "prometheus", "grafana"):
+        assert services[name]["healthcheck"]["test"], f"{name} has no healthcheck"
+    # The worker's healthcheck is the image's HEALTHCHECK; the jobs share the image and turn it off.
+    for name in ("topics", "train", "replay"):
+        assert services[name]["healthcheck"] == {"disable": True}
+        assert services[name]["restart"] == "no"
+    assert services["replay"]["profiles"] == ["replay"]
+    assert [name for name, service in services.items() if "profiles" in service] == ["replay"]
+    worker = services["worker"]
+    assert worker["deploy"]["replicas"] == 2
+    assert "ports" not in worker, "two replicas cannot publish the same host port"
+    assert worker["depends_on"] == {
+        "kafka": {"condition": "service_healthy"},
+        "topics": {"condition": "service_completed_successfully"},
+        "train": {"condition": "service_completed_successfully"},
+    }
+    assert services["topics"]["depends_on"] == {"kafka": {"condition": "service_healthy"}}
+    assert services["grafana"]["depends_on"] == {"prometheus": {"condition": "service_healthy"}}
+    # One image for worker, train and replay, each able to build it (never pulled from a registry).
+    assert {services[name]["image"] for name in ("worker", "train", "replay")} == {worker["image"]}
+    assert all(services[name]["build"]["context"] == "." for name in ("worker", "train", "replay"))
+
+
+def test_images_are_pinned(compose: dict[str, Any], repo: Path) -> None:
+    images = {name: service["image"] for name, service in compose["services"].items()}
+    dockerfile_base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", (repo / "Dockerfile").read_text(), re.MULTILINE)
+    assert dockerfile_base, "the Dockerfile's base image is the PYTHON_IMAGE build arg"
+    images["Dockerfile"] = dockerfile_base.group(1)
+    assert images["Dockerfile"].startswith("python:3.11-slim")
+    for name, image in images.items():
+        reference = image.split("@", 1)[0]
+        assert ":" in reference.rsplit("/", 1)[-1], f"{name}: {image} has no tag"
+        tag = reference.rsplit(":", 1)[1]
+        assert tag != "latest" and re.search(r"\d", tag), f"{name}: {image} is not pinned to a version"
+    assert re.fullmatch(r"apache/kafka:4\.\d+\.\d+", images["kafka"])
+    assert images["topics"] == images["kafka"]
+
+
+def test_topics_job_creates_what_the_worker_uses(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    script = "\n".join(services["topics"]["command"])
+    created = dict(re.findall(r"(telemetry-[a-z-]+):(\d+)", script))
+    assert set(created) == TOPICS
+    env = services["worker"]["environment"]
+    used = {env[f"ANOMSTREAM_{kind}_TOPIC"] for kind in ("INPUT", "SCORES", "OUTPUT", "DLQ")}
+    assert used == TOPICS
+    # Scaling rule: replicas beyond the input's partition count would sit idle.
+    assert int(created[env["ANOMSTREAM_INPUT_TOPIC"]]) == 4 >= services["worker"]["deploy"]["replicas"]
+    assert services["replay"]["environment"]["ANOMSTREAM_TOPIC"] == env["ANOMSTREAM_INPUT_TOPIC"]
+
+
+def test_prometheus_and_grafana_mounts_match_their_configs(compose: dict[str, Any], repo: Path) -> None:
+    services = compose["services"]
+    mounts = {source: target.removesuffix(":ro") for source, target in (v.split(":", 1) for v in services["prometheus"]["volumes"])}
+    config = yaml.safe_load((repo / "deploy/prometheus.yml").read_text())
+    config_dir = Path(mounts["./deploy/prometheus.yml"]).parent
+    assert [str(config_dir / rule) for rule in config["rule_files"]] == [mounts["./deploy/alerts.yml"]]
+    job = next(job for job in config["scrape_configs"] if job["job_name"] == "anomstream-worker")
+    (dns,) = job["dns_sd_configs"]
+    assert "worker" in dns["names"] and dns["type"] == "A"
+    assert str(dns["port"]) == services["worker"]["environment"]["ANOMSTREAM_METRICS_PORT"]
+
+    grafana = {source: target.removesuffix(":ro") for source, target in (v.split(":", 1) for v in services["grafana"]["volumes"])}
+    assert grafana["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
+    provider = yaml.safe_load((repo / "deploy/grafana/provisioning/dashboards/dashboards.yml").read_text())["providers"][0]
+    assert provider["options"]["path"] == grafana["./deploy/grafana/dashboards"]
+    datasource = yaml.safe_load((repo / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text())["datasources"][0]
+    assert datasource["url"] == "http://prometheus:9090"
+
+
+def test_every_anomstream_variable_is_a_real_setting(repo: Path) -> None:
+    known = settings_env_names()
+    assert {"ANOMSTREAM_BOOTSTRAP_SERVERS", "ANOMSTREAM_MODEL", "ANOMSTREAM_KAFKA_PROPERTY", "ANOMSTREAM_LOG_LEVEL"} <= known
+    for path in ("docker-compose.yml", "Dockerfile", "deploy/README.md"):
+        used = set(re.findall(r"\bANOMSTREAM_[A-Z0-9_]+\b", (repo / path).read_text()))
+        assert used, f"{path} names no ANOMSTREAM_ variable"
+        assert not used - known, f"{path} uses variables no flag reads: {sorted(used - known)}"
+
+
+def dockerfile_env(repo: Path) -> dict[str, str]:
+    text = re.sub(r"\\\n\s*", " ", (repo / "Dockerfile").read_text())
+    runtime = text.rsplit("\nFROM ", 1)[1]
+    env: dict[str, str] = {}
+    for line in runtime.splitlines():
+        if line.startswith("ENV "):
+            env.update(re.findall(r"(\w+)=(\S+)", line))
+    return env
+
+
+@pytest.mark.parametrize("service", ["worker", "train", "replay"])
+def test_compose_environment_is_a_valid_configuration(service: str, resolved: dict[str, Any], repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI parses each service's environment (the image's ENV, then compose's) into what we meant."""
+    from stream.cli import build_parser
+    from stream.settings import WorkerSettings
+
+    image = {k: v for k, v in dockerfile_env(repo).items() if k.startswith("ANOMSTREAM_")}
+    assert image == {"ANOMSTREAM_MODEL": "/models/current", "ANOMSTREAM_METRICS_PORT": "9100"}
+    environment = {**image, **{k: str(v) for k, v in resolved["services"][service]["environment"].items()}}
+    for name in [name for name in os.environ if name.startswith("ANOMSTREAM_")]:
+        monkeypatch.delenv(name)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    argv = {"worker": ["worker"], "train": ["train", "--out", "/models/current"], "replay": ["replay"]}[service]
+    args = build_parser().parse_args(argv)
+    if service == "worker":
+        settings = WorkerSettings.from_args(args)
+        assert (settings.bootstrap_servers, settings.group_id, settings.delivery) == ("kafka:9092", "anomstream", "exactly-once")
+        assert (str(settings.model), settings.metrics_port, settings.metrics_host) == ("/models/current", 9100, "0.0.0.0")
+        assert settings.transactional_id.startswith("anomstream-anomstream-")  # unique per container: <hostname>-<pid>
+    elif service == "replay":
+        assert (args.bootstrap_servers, args.topic, args.split, args.rate, args.loop) == ("kafka:9092", "telemetry-windows", "test", 100.0, 60)
+    else:
+        assert args.out == Path("/models/current") and args.arch == "dense"
