@@ -20,6 +20,7 @@ log = logging.getLogger("anomstream")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from benchmarks import command as bench_commands
     from models import commands as model_commands
     from replay import commands as replay_commands
     from stream import commands as stream_commands
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     model_commands.register(commands)
     stream_commands.register(commands)
     replay_commands.register(commands)
+    bench_commands.register(commands)
     settings.apply_env_defaults(parser)
     return parser
 

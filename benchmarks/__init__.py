@@ -1,0 +1,1 @@
+"""Benchmarks: `anomstream bench` (throughput, latency, memory, start-up, scale-out) and the model-quality script."""

@@ -1,0 +1,171 @@
+"""What the throughput phase runs: the worker itself and the baselines, all in this process.
+
+- `TimedWorker`: the real `stream.worker.Worker`, unchanged, plus two timestamps: when
+  its consumer first handed over a message, and when its last batch was delivered.
+- `PassthroughWorker`: the same `Worker.run` (same client configs, Batcher, ExactlyOnce /
+  AtLeastOnce, commit), but `process` neither decodes nor scores: one fixed,
+  verdict-sized record per input message. The ceiling the broker and client allow.
+- `stdlib_json()`: swaps `stream.codec._decode_json` for an equivalent built on the
+  standard library's `json` (same checks, same reasons) while the block runs. It
+  patches the module attribute that `codec._decode` looks up on every message, so the
+  worker's own `decode_batch` uses it; only one worker may run in the process then.
+- `naive()`: the tutorial's way, one `model.predict` per message in a plain
+  consume -> predict -> produce loop (auto-commit), on a few hundred messages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stream import codec, metrics
+from stream.delivery import Record
+from stream.worker import Worker
+
+log = logging.getLogger("anomstream.bench")
+
+
+class _FirstConsume:
+    """Stands in for the worker's consumer until the first message arrives, to time it; then steps aside."""
+
+    def __init__(self, worker: TimedWorker, consumer: Any) -> None:
+        self._worker = worker
+        self._consumer = consumer
+
+    def consume(self, *args: Any, **kwargs: Any) -> list[Any]:
+        messages = self._consumer.consume(*args, **kwargs)
+        if any(m.error() is None for m in messages):
+            self._worker.first_consumed = time.monotonic()
+            self._worker.batcher.consumer = self._consumer  # out of the way for the rest of the run
+        return messages
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._consumer, name)
+
+
+class TimedWorker(Worker):
+    """The worker, unchanged, with the timestamps the benchmark needs (monotonic clock)."""
+
+    def __init__(self, settings: Any) -> None:
+        super().__init__(settings)
+        self.first_consumed: float | None = None
+        self.last_delivered: float | None = None
+        self.consumed = 0
+
+    def poll_batch(self) -> list[Any]:
+        if self.first_consumed is None and not isinstance(self.batcher.consumer, _FirstConsume):
+            self.batcher.consumer = _FirstConsume(self, self.batcher.consumer)
+        return super().poll_batch()
+
+    def process(self, messages: list[Any]) -> None:
+        super().process(messages)
+        if messages:
+            self.consumed += len(messages)
+            self.last_delivered = time.monotonic()
+
+
+class PassthroughWorker(TimedWorker):
+    """Consume -> produce -> commit with the worker's own loop and clients; no decode, no model."""
+
+    PAYLOAD = codec.encode_json(
+        {"id": "bench-000000", "source": "bench-s0", "ts": 1764200000.125, "label": 1, "error": 0.0412,
+         "threshold": 0.0324, "score": 1.27, "anomaly": True,
+         "model": {"name": "ecg-dense", "version": "20261127T064727Z-d4bbde3a", "sha256": "0" * 64},
+         "input": {"topic": "bench-json-input", "partition": 0, "offset": 123456}, "scored_at": 1764200000.140}
+    )  # fmt: skip
+
+    def process(self, messages: list[Any]) -> None:
+        if not messages:
+            return
+        topic = self.settings.scores_topic
+        records = [Record(topic, message.key(), self.PAYLOAD) for message in messages]
+        self.delivery.deliver(records, self.next_offsets(messages))
+        metrics.WINDOWS_CONSUMED.inc(len(messages))
+        self.batches += 1
+        self.consumed += len(messages)
+        self.last_delivered = time.monotonic()
+
+
+def _decode_json_stdlib(message: Any, body: bytes, window_length: int) -> tuple[codec.Window, list[float]]:
+    """`codec._decode_json` with the standard library: the same contract, checks and reasons."""
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise codec._Bad(*codec._explain_not_json(body, exc)) from None
+    if not isinstance(parsed, dict):
+        raise codec._Bad(codec.BAD_SCHEMA, "Expected `object`.")
+    window_id = parsed.get("id")
+    values = parsed.get("values")
+    if not isinstance(window_id, str) or not isinstance(values, list):
+        raise codec._Bad(codec.BAD_SCHEMA, "`id` must be a string and `values` an array.")
+    if not all(type(v) is float or type(v) is int for v in values):  # bools and strings are not samples
+        raise codec._Bad(codec.BAD_SCHEMA, "`values` must hold numbers.")
+    source, ts, label = parsed.get("source"), parsed.get("ts"), parsed.get("label")
+    if (source is not None and not isinstance(source, str)) or (ts is not None and type(ts) not in (int, float)):
+        raise codec._Bad(codec.BAD_SCHEMA, "`source` must be a string and `ts` a number.")
+    if label is not None and type(label) not in (int, float):
+        raise codec._Bad(codec.BAD_SCHEMA, "`label` must be a number.")
+    if not window_id:
+        raise codec._Bad(codec.BAD_SCHEMA, "the id is empty.")
+    if len(values) != window_length:
+        raise codec._Bad(codec.WRONG_LENGTH, f"values has {len(values)} numbers; the model takes {window_length}.")
+    return codec.Window(message, window_id, source, None if ts is None else float(ts), codec._label(label)), values
+
+
+@contextmanager
+def stdlib_json() -> Iterator[None]:
+    """While the block runs, the worker decodes JSON with `json.loads` instead of msgspec."""
+    original = codec._decode_json
+    codec._decode_json = _decode_json_stdlib
+    try:
+        yield
+    finally:
+        codec._decode_json = original
+
+
+def naive(config: dict[str, Any], topic: str, output_topic: str, model_dir: Path, count: int, timeout_s: float = 600.0) -> dict[str, Any]:
+    """The tutorial's way: one message, one `model.predict`, one verdict; commit in the background."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    from models import artifact
+
+    metadata, scorer = artifact.scorer(model_dir)
+    model, normalisation, threshold = scorer.model, scorer.normalisation, metadata.threshold.value
+    model.predict(np.zeros((1, metadata.window_length), dtype=np.float32), verbose=0)  # warm, as the worker warms up
+    consumer = Consumer({**config, "group.id": f"bench-naive-{uuid.uuid4().hex[:6]}", "auto.offset.reset": "earliest"})
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    producer = Producer(config)
+    done = 0
+    first: float | None = None
+    deadline = time.monotonic() + timeout_s
+    try:
+        while done < count and time.monotonic() < deadline:
+            message = consumer.poll(1.0)
+            if message is None or message.error() is not None:
+                continue
+            if first is None:
+                first = time.monotonic()
+            window = json.loads(message.value())
+            x = normalisation.apply(np.array([window["values"]], dtype=np.float32))
+            error = float(np.mean(np.abs(model.predict(x, verbose=0) - x)))
+            verdict = {"id": window["id"], "source": window.get("source"), "ts": window.get("ts"), "error": error,
+                       "threshold": threshold, "score": error / threshold, "anomaly": error > threshold,
+                       "scored_at": time.time()}  # fmt: skip
+            producer.produce(output_topic, json.dumps(verdict).encode(), message.key())
+            producer.poll(0)
+            done += 1
+        producer.flush(30)
+        consumer.commit(asynchronous=False)
+        finished = time.monotonic()
+    finally:
+        consumer.close()
+    seconds = finished - (first or finished)
+    return {"windows": done, "seconds": round(seconds, 3), "windows_per_s": round(done / seconds, 2) if seconds > 0 else None}

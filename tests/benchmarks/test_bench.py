@@ -1,0 +1,173 @@
+"""The benchmark harness works: every phase runs, counts add up, numbers are positive.
+
+No timed assertions: the numbers depend on the machine. The integration test runs a
+CI-sized bench (a few thousand windows, every phase) on the session's broker.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # `benchmarks` is a top-level folder; pytest runs with --import-mode=importlib
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import command, harness  # noqa: E402
+from benchmarks.backlog import Templates  # noqa: E402
+from benchmarks.variants import _decode_json_stdlib  # noqa: E402
+from stream import codec  # noqa: E402
+
+VARIANTS = {
+    (variant, fmt, mode)
+    for variant in ("worker", "passthrough")
+    for fmt in ("json", "f32")
+    for mode in ("exactly-once", "at-least-once")
+} | {("worker-stdlib-json", "json", mode) for mode in ("exactly-once", "at-least-once")}
+
+
+class FakeMessage:
+    def __init__(self, value: bytes, headers: list | None = None) -> None:
+        self._value, self._headers = value, headers
+
+    def value(self) -> bytes:
+        return self._value
+
+    def key(self) -> bytes:
+        return b"k"
+
+    def headers(self) -> list | None:
+        return self._headers
+
+    def topic(self) -> str:
+        return "t"
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return 0
+
+
+def test_backlog_messages_are_what_replay_sends() -> None:
+    rng = np.random.default_rng(1)
+    windows = rng.normal(size=(3, 140)).astype(np.float32)
+    templates = Templates(windows, np.array([1, 0, 1]))
+    key, value, headers = templates.message("json", 4, b"bench-", 1764200000.125)
+    assert headers is None and key == b"bench-s1"
+    assert value == codec.encode_window("bench-4", windows[1], source="bench-s1", ts=1764200000.125, label=0)
+    key, value, headers = templates.message("f32", 2, b"x-", 1.5)
+    assert value == windows[2].astype("<f4").tobytes()
+    assert dict(headers)["id"] == b"x-2" and dict(headers)[codec.CONTENT_TYPE] == codec.F32
+
+
+def test_stdlib_json_decoder_agrees_with_the_codec() -> None:
+    windows = np.random.default_rng(2).normal(size=(4, 140)).astype(np.float32)
+    templates = Templates(windows, np.array([1, 0, 1, 0]))
+    good = [FakeMessage(templates.message("json", i, b"w-", 1.25 + i)[1]) for i in range(4)]
+    bad = [FakeMessage(b"nope"), FakeMessage(b'{"id": "a", "values": [1, 2]}'), FakeMessage(b'{"values": []}'),
+           FakeMessage(b'{"id": "b", "values": [' + b",".join([b"NaN"] * 140) + b"]}"),
+           FakeMessage(b'{"id": "c", "values": [' + b",".join([b'"1"'] * 140) + b"]}")]  # fmt: skip
+    expected = codec.decode_batch(good + bad, 140)
+    original = codec._decode_json
+    codec._decode_json = _decode_json_stdlib
+    try:
+        got = codec.decode_batch(good + bad, 140)
+    finally:
+        codec._decode_json = original
+    assert [(w.id, w.source, w.ts, w.label) for w in got.windows] == [(w.id, w.source, w.ts, w.label) for w in expected.windows]
+    np.testing.assert_array_equal(got.values, expected.values)
+    reasons = lambda batch: {id(i.message): i.reason for i in batch.invalid}  # noqa: E731 (order differs: NaN is caught later)
+    assert reasons(got) == reasons(expected) and len(reasons(got)) == len(bad)
+
+
+def test_quick_preset_and_flags() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers())
+    args = parser.parse_args(["bench", "--quick", "--windows", "1000", "--phases", "throughput,latency", "--latency-max-wait-ms", "5,20"])
+    config = command.config_from_args(args)
+    assert config.quick and config.windows == 1000 and config.repeats == 1
+    assert config.phases == ("throughput", "latency") and config.latency_max_wait_ms == (5, 20)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["bench", "--phases", "everything"])
+
+
+@pytest.mark.integration
+def test_ci_sized_bench_runs_every_phase(kafka_broker, ecg_artifact: Path) -> None:
+    windows, memory_windows, scaleout_windows, naive_windows = 2000, 4000, 2000, 5
+    config = harness.BenchConfig.preset(
+        True,
+        bootstrap_servers=kafka_broker.bootstrap_servers,
+        broker_kind=kafka_broker.name,
+        model=ecg_artifact,
+        windows=windows,
+        naive_windows=naive_windows,
+        latency_rates=(300.0,),
+        latency_seconds=2.0,
+        latency_modes=("at-least-once",),
+        latency_max_wait_ms=(20,),
+        memory_windows=memory_windows,
+        scaleout_windows=scaleout_windows,
+        command="pytest",
+    )
+    result = harness.Bench(config).run()
+    json.dumps(result)  # serialisable as the one --json object
+
+    assert result["errors"] == []
+    assert result["machine"]["nproc"] >= 1 and len(result["machine"]["loadavg"]) == 3
+
+    windows = result["throughput"]["windows"]  # rounded up to whole batches
+    assert windows >= 2000 and windows % 512 == 0
+    runs = result["throughput"]["runs"]
+    assert {(r["variant"], r["format"], r["delivery"]) for r in runs} == VARIANTS
+    for row in runs:
+        assert row["windows_per_s"] > 0
+        for repeat in row["repeats"]:
+            assert repeat["consumed"] == windows and repeat["invalid"] == 0
+            assert repeat["scored"] == (0 if row["variant"] == "passthrough" else windows)
+            assert repeat["seconds"] > 0 and len(repeat["loadavg"]) == 3
+
+    assert result["naive"]["windows"] == naive_windows and result["naive"]["windows_per_s"] > 0
+
+    latency = result["latency"]["runs"]
+    assert [r["offered_rate"] for r in latency][0] == 300.0 and len(latency) == 2  # 300/s, then 50% of the maximum
+    for row in latency:
+        assert row["verdicts"] == row["sent"] > 0 and row["max_wait_ms"] == 20
+        assert 0 < row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"] <= row["max_ms"]
+
+    memory = result["memory"]
+    assert memory["consumed"] == memory["windows"] >= memory_windows
+    assert memory["peak_rss_mib"] >= memory["steady_rss_mib"] > 0
+    assert result["startup"]["seconds_to_ready"] > 0 and "ready" in result["startup"]["steps_s"]
+
+    scaleout = result["scaleout"]["runs"]
+    assert [r["workers"] for r in scaleout] == [1, 2]
+    for row in scaleout:
+        assert sum(row["consumed_per_worker"]) == result["scaleout"]["windows"] >= scaleout_windows
+        assert len(row["consumed_per_worker"]) == row["workers"] and min(row["consumed_per_worker"]) > 0
+        assert row["windows_per_s"] > 0
+
+    assert result["ratios"] and result["targets"]
+
+
+@pytest.mark.integration
+def test_json_flag_prints_exactly_one_object(kafka_broker, ecg_artifact: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--bootstrap-servers", kafka_broker.bootstrap_servers, "--broker-kind",
+         "tansu" if kafka_broker.name == "tansu" else "apache", "--model", str(ecg_artifact), "--phases", "naive",
+         "--naive-windows", "3", "--json", "--out", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 1
+    printed = json.loads(lines[0])
+    assert printed["naive"]["windows"] == 3 and json.loads(out.read_text()) == printed
