@@ -307,7 +307,8 @@ class ApacheKafka(ProcessBroker):
 
     def _format(self) -> None:
         """``kafka-storage format`` with a static quorum, so later starts may use other ports."""
-        args = ["format", "-t", new_cluster_id(), "-c", str(self.config_path), *self.format_args]
+        # `--cluster-id=` in one word: an id may start with "-", which argparse would take for a flag.
+        args = ["format", f"--cluster-id={new_cluster_id()}", "-c", str(self.config_path), *self.format_args]
         cmd = self._java_cmd("kafka.tools.StorageTool", *args, tool=True)
         with open(self.log_path, "ab") as logfile:
             try:
