@@ -11,11 +11,13 @@ import json
 import logging
 import shlex
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from benchmarks.config import PHASES, BenchConfig
 from stream.errors import ConfigError
-from stream.settings import add_kafka_flags, kafka_properties
+from stream.settings import add_kafka_flags, from_namespace, kafka_properties
 
 log = logging.getLogger("anomstream.bench")
 
@@ -38,8 +40,6 @@ def _floats(text: str) -> tuple[float, ...]:
 
 
 def _phases(text: str) -> tuple[str, ...]:
-    from benchmarks.harness import PHASES
-
     chosen = tuple(part.strip() for part in text.split(",") if part.strip())
     unknown = [p for p in chosen if p not in PHASES]
     if unknown or not chosen:
@@ -78,9 +78,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     bench.set_defaults(run=run_bench, render=render)
 
 
-def config_from_args(args: argparse.Namespace) -> Any:
-    from benchmarks.harness import BenchConfig
-
+def config_from_args(args: argparse.Namespace) -> BenchConfig:
     for flag in ("windows", "repeats", "max_batch", "naive_windows", "memory_windows", "scaleout_windows"):
         value = getattr(args, flag)
         if value is not None and value < 1:
@@ -91,27 +89,9 @@ def config_from_args(args: argparse.Namespace) -> Any:
         raise ConfigError(f"--latency-seconds {args.latency_seconds} must be positive.")
     if args.model is not None and not (args.model / "model.json").is_file():
         raise ConfigError(f"--model {args.model} is not a model artifact (no model.json).")
-    return BenchConfig.preset(
-        args.quick,
-        broker=args.broker,
-        bootstrap_servers=args.bootstrap_servers,
-        broker_kind=args.broker_kind,
-        kafka=kafka_properties(args.kafka_property, args.kafka_config),
-        model=args.model,
-        data=args.data,
-        phases=args.phases,
-        windows=args.windows,
-        repeats=args.repeats,
-        max_batch=args.max_batch,
-        max_wait_ms=args.max_wait_ms,
-        naive_windows=args.naive_windows,
-        latency_rates=args.latency_rates,
-        latency_seconds=args.latency_seconds,
-        latency_max_wait_ms=args.latency_max_wait_ms,
-        memory_windows=args.memory_windows,
-        scaleout_windows=args.scaleout_windows,
-        command=_command_line(),
-    )
+    # Every flag whose dest names a BenchConfig field sets it; None (not given) keeps the --quick preset's value.
+    given = from_namespace(BenchConfig, args, kafka=kafka_properties(args.kafka_property, args.kafka_config), command=_command_line())
+    return BenchConfig.preset(**asdict(given))
 
 
 def _command_line() -> str:

@@ -18,8 +18,10 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `benchmarks` is a top-level folder; pytest runs with --import-mode=importlib
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import command, harness  # noqa: E402
+from benchmarks import command  # noqa: E402
 from benchmarks.backlog import Templates  # noqa: E402
+from benchmarks.config import BenchConfig  # noqa: E402
+from benchmarks.harness import Bench  # noqa: E402
 from benchmarks.variants import _decode_json_stdlib  # noqa: E402
 from stream import codec  # noqa: E402
 
@@ -102,7 +104,7 @@ def test_quick_preset_and_flags() -> None:
 @pytest.mark.integration
 def test_ci_sized_bench_runs_every_phase(kafka_broker, ecg_artifact: Path) -> None:
     windows, memory_windows, scaleout_windows, naive_windows = 2000, 4000, 2000, 5
-    config = harness.BenchConfig.preset(
+    config = BenchConfig.preset(
         True,
         bootstrap_servers=kafka_broker.bootstrap_servers,
         broker_kind=kafka_broker.name,
@@ -117,7 +119,7 @@ def test_ci_sized_bench_runs_every_phase(kafka_broker, ecg_artifact: Path) -> No
         scaleout_windows=scaleout_windows,
         command="pytest",
     )
-    result = harness.Bench(config).run()
+    result = Bench(config).run()
     json.dumps(result)  # serialisable as the one --json object
 
     assert result["errors"] == []

@@ -1,0 +1,65 @@
+"""The run's verdict, from its numbers alone: the goals it meets or misses, and the worker against its baselines.
+
+Computed from the result dictionary after the phases, so a partial run (`--phases`, a
+failed phase) gets the targets and ratios its numbers allow, and nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.config import FORMATS, MODES
+
+
+def throughput_rate(result: dict[str, Any], variant: str, fmt: str, mode: str) -> float | None:
+    """The median windows/s of one throughput run, or None when it was not measured."""
+    for row in result.get("throughput", {}).get("runs", []):
+        if (row["variant"], row["format"], row["delivery"]) == (variant, fmt, mode):
+            return row["windows_per_s"]
+    return None
+
+
+def ratios(result: dict[str, Any]) -> dict[str, float | None]:
+    found: dict[str, float | None] = {}
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 3) if a and b else None
+
+    naive = result.get("naive", {}).get("windows_per_s")
+    for mode in MODES:
+        for fmt in FORMATS:
+            worker = throughput_rate(result, "worker", fmt, mode)
+            found[f"{fmt} {mode}: worker / passthrough"] = ratio(worker, throughput_rate(result, "passthrough", fmt, mode))
+            found[f"{fmt} {mode}: worker / naive"] = ratio(worker, naive)
+        found[f"json {mode}: msgspec worker / stdlib-json worker"] = ratio(
+            throughput_rate(result, "worker", "json", mode), throughput_rate(result, "worker-stdlib-json", "json", mode)
+        )
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+
+    def add(name: str, value: float | None, goal: float, higher: bool = True, unit: str = "") -> None:
+        if value is None:
+            return
+        found.append({"target": name, "value": value, "goal": goal, "unit": unit,
+                        "met": value >= goal if higher else value <= goal})  # fmt: skip
+
+    naive = result.get("naive", {}).get("windows_per_s")
+    for mode in MODES:
+        f32, ceiling = throughput_rate(result, "worker", "f32", mode), throughput_rate(result, "passthrough", "f32", mode)
+        add(f"f32 {mode}: >= 100k windows/s", f32, 100_000, unit="windows/s")
+        add(f"f32 {mode}: >= 0.7 x passthrough", round(f32 / ceiling, 3) if f32 and ceiling else None, 0.7, unit="x")
+        add(f"json {mode}: >= 40k windows/s", throughput_rate(result, "worker", "json", mode), 40_000, unit="windows/s")
+        json_rate = throughput_rate(result, "worker", "json", mode)
+        add(f"json {mode}: >= 1000 x naive", round(json_rate / naive, 1) if json_rate and naive else None, 1000, unit="x")
+    for row in result.get("latency", {}).get("runs", []):
+        if row["offered_rate"] == 10_000:
+            goal = 25 if row["delivery"] == "at-least-once" else 100
+            add(f"p99 at 10k/s, {row['delivery']}, --max-wait-ms {row['max_wait_ms']}: <= {goal} ms", row["p99_ms"], goal, higher=False, unit="ms")
+    memory = result.get("memory", {})
+    if memory.get("steady_rss_mib") and memory.get("second_half_growth_mib") is not None:
+        add("RSS flat: growth over the second half of the drain <= 5% of steady RSS",
+            round(memory["second_half_growth_mib"] / memory["steady_rss_mib"] * 100, 2), 5, higher=False, unit="%")
+    return found
