@@ -92,8 +92,14 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
 def _check_topic(config: dict[str, Any], topic: str) -> None:
     from stream import clients
 
-    admin = clients.wait_for_broker(config, timeout_s=10.0)
-    clients.ensure_topics(admin, [topic], config["bootstrap.servers"])
+    clients.ensure_topics(_check_broker(config), [topic], config["bootstrap.servers"])
+
+
+def _check_broker(config: dict[str, Any]) -> Any:
+    """Wait briefly for Kafka, as the worker does: wrong credentials are one sentence at once, not a timeout."""
+    from stream import clients
+
+    return clients.wait_for_broker(config, timeout_s=10.0)
 
 
 def run_validate(args: argparse.Namespace) -> dict[str, Any]:
@@ -103,6 +109,7 @@ def run_validate(args: argparse.Namespace) -> dict[str, Any]:
     dataset = data.load(data.resolve(args.data))
     expected = selection.expected(dataset)
     config = kafka_client_config(args, "anomstream-validate")
+    _check_broker(config)
     with console.progress(f"verdicts from {args.scores_topic}", total=len(expected), unit="windows") as advance:
         collected = collect(config, args.scores_topic, set(expected), args.timeout_s, advance)
     validation = judge(expected, collected, args.target_recall, args.target_fpr)

@@ -170,6 +170,22 @@ def _properties(values: Mapping[str, str]) -> str:
     return "".join(f"{esc(k)}={esc(str(v))}\n" for k, v in values.items())
 
 
+SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+def scram_format_args(users: Mapping[str, str], mechanism: str = "SCRAM-SHA-256") -> list[str]:
+    """``kafka-storage format`` arguments that create SCRAM credentials (name -> password)."""
+    if users and mechanism not in SCRAM_MECHANISMS:
+        raise BrokerError(f"SCRAM mechanism {mechanism!r} is not one of {', '.join(SCRAM_MECHANISMS)}.")
+    args: list[str] = []
+    for name, password in users.items():
+        # StorageTool splits the value on these characters; refuse them rather than create another user.
+        if not name or not password or re.search(r'[\s,=\[\]"]', name + password):
+            raise BrokerError(f"SCRAM user {name!r}: names and passwords must be non-empty, without spaces , = [ ] \".")
+        args += ["--add-scram", f"{mechanism}=[name={name},password={password}]"]
+    return args
+
+
 def new_cluster_id() -> str:
     """A KRaft cluster id: a random UUID in Kafka's URL-safe base64 form (22 chars)."""
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
@@ -184,7 +200,9 @@ class ApacheKafka(ProcessBroker):
     maps listener names to security protocols (e.g. ``{"SASL": "SASL_PLAINTEXT"}``),
     each on its own free port (see :meth:`listener_bootstrap`); ``format_args`` go
     to ``kafka-storage format`` (e.g. ``--add-scram``) the first time a directory is
-    formatted.
+    formatted. ``scram_users`` (name -> password) creates those SCRAM credentials at
+    format time and enables ``scram_mechanism`` on every ``SASL_PLAINTEXT`` listener,
+    adding one named ``SASL`` when there is none.
     """
 
     name = "kafka"
@@ -199,6 +217,8 @@ class ApacheKafka(ProcessBroker):
         server_properties: Mapping[str, str] | None = None,
         extra_listeners: Mapping[str, str] | None = None,
         format_args: Sequence[str] = (),
+        scram_users: Mapping[str, str] | None = None,
+        scram_mechanism: str = "SCRAM-SHA-256",
         heap: str = "512m",
         java_opts: Sequence[str] = (),
         cache_dir: str | os.PathLike[str] | None = None,
@@ -211,8 +231,12 @@ class ApacheKafka(ProcessBroker):
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.server_properties = dict(server_properties or {})
         self.extra_listeners = dict(extra_listeners or {})
+        self.scram_users = dict(scram_users or {})
+        self.scram_mechanism = scram_mechanism
+        if self.scram_users and "SASL_PLAINTEXT" not in self.extra_listeners.values():
+            self.extra_listeners["SASL"] = "SASL_PLAINTEXT"
         self.listener_ports = {name: free_port(self.host) for name in self.extra_listeners}
-        self.format_args = list(format_args)
+        self.format_args = list(format_args) + scram_format_args(self.scram_users, scram_mechanism)
         self.heap = heap
         self.java_opts = list(java_opts)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
@@ -252,7 +276,17 @@ class ApacheKafka(ProcessBroker):
         ports = {"PLAINTEXT": self.port, "CONTROLLER": self.controller_port, **self.listener_ports}
         protocols = {"PLAINTEXT": "PLAINTEXT", "CONTROLLER": "PLAINTEXT", **self.extra_listeners}
         listeners = ",".join(f"{name}://{self.host}:{port}" for name, port in ports.items())
+        sasl: dict[str, str] = {}
+        if self.scram_users:
+            # The credentials live in the cluster metadata (written at format time); the login module only
+            # tells the listener to check SCRAM against them.
+            sasl["sasl.enabled.mechanisms"] = self.scram_mechanism
+            for name, protocol in self.extra_listeners.items():
+                if protocol == "SASL_PLAINTEXT":
+                    key = f"listener.name.{name.lower()}.{self.scram_mechanism.lower()}.sasl.jaas.config"
+                    sasl[key] = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
         return {
+            **sasl,
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@{self.host}:{self.controller_port}",

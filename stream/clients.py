@@ -42,6 +42,13 @@ class ErrorWatch:
         else:
             log.debug("librdkafka: %s", error)
 
+    def record_auth(self, error: KafkaError) -> None:
+        """`error_cb` during start-up: only credential failures matter; the retry loop reports the rest."""
+        if error.code() in AUTH_ERRORS:
+            self.auth_failure = error.str()
+        else:
+            log.debug("librdkafka: %s", error)
+
 
 def consumer_config(
     settings: WorkerSettings, errors: ErrorWatch, on_brokers: Callable[[bool], None] | None = None
@@ -114,7 +121,7 @@ def wait_for_broker(config: dict[str, Any], timeout_s: float, errors: ErrorWatch
     errors = errors or ErrorWatch()
     where = config["bootstrap.servers"]
     extra = {key: value for key, value in config.items() if key not in ("bootstrap.servers", "client.id") and isinstance(value, str)}
-    admin = create(AdminClient, {**config, "error_cb": errors})
+    admin = create(AdminClient, {**config, "error_cb": errors.record_auth})
     started = time.monotonic()
     delay = 0.5
     attempt = 0
@@ -127,8 +134,12 @@ def wait_for_broker(config: dict[str, Any], timeout_s: float, errors: ErrorWatch
             return admin
         except KafkaException as exc:
             reason = exc.args[0].str() if exc.args else str(exc)
+        admin.poll(0)  # error_cb runs only when the client is polled: list_topics alone never serves it
         if errors.auth_failure:
-            raise ConfigError(f"Kafka at {where} refused the credentials: {errors.auth_failure}.")
+            raise ConfigError(
+                f"Kafka at {where} refused the credentials ({errors.auth_failure}): "
+                "check sasl.mechanism, sasl.username and sasl.password."
+            )
         waited = time.monotonic() - started
         if waited + delay > timeout_s:
             raise BrokerUnavailable(

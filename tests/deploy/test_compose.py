@@ -101,6 +101,39 @@ def test_services_healthchecks_and_start_order(compose: dict[str, Any]) -> None:
     assert all(services[name]["build"]["context"] == "." for name in ("worker", "train", "replay"))
 
 
+ROOT_USERS = {"0", "root"}
+
+
+def root_overrides(services: dict[str, Any], own_image: str) -> list[str]:
+    """Services that compose would run as root or privileged, overriding their image's user."""
+    problems = []
+    for name, service in services.items():
+        user = str(service.get("user", "")).strip()
+        uid, _, gid = user.partition(":")
+        if uid in ROOT_USERS or gid in ROOT_USERS:
+            problems.append(f"{name}: user {user}")
+        if service.get("image") == own_image and user:
+            problems.append(f"{name}: user {user} replaces the image's non-root USER")
+        if service.get("privileged") or "ALL" in service.get("cap_add", []):
+            problems.append(f"{name}: privileged")
+    return problems
+
+
+def test_no_service_is_made_to_run_as_root(resolved: dict[str, Any]) -> None:
+    """The image runs as uid 10001 (tests/deploy/test_dockerfile.py); compose must not put root back."""
+    services = resolved["services"]
+    own = services["worker"]["image"]
+    assert root_overrides(services, own) == []
+    # The check has teeth: root anywhere, any `user:` on our image, or a privileged service is caught.
+    for name, change, problem in (
+        ("kafka", {"user": "root"}, "kafka: user root"),
+        ("train", {"user": "0:0"}, "train: user 0:0"),
+        ("worker", {"user": "10002"}, "worker: user 10002 replaces the image's non-root USER"),
+        ("grafana", {"privileged": True}, "grafana: privileged"),
+    ):
+        assert problem in root_overrides({**services, name: {**services[name], **change}}, own)
+
+
 def test_images_are_pinned(compose: dict[str, Any], repo: Path) -> None:
     images = {name: service["image"] for name, service in compose["services"].items()}
     dockerfile_base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", (repo / "Dockerfile").read_text(), re.MULTILINE)

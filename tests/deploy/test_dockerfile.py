@@ -16,17 +16,24 @@ from pathlib import Path
 import pytest
 
 
-def instructions(repo: Path) -> list[tuple[str, str]]:
+def parse(dockerfile: str) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
-    lines = [line for line in (repo / "Dockerfile").read_text().splitlines() if not line.lstrip().startswith("#")]
+    lines = [line for line in dockerfile.splitlines() if not line.lstrip().startswith("#")]
     text = re.sub(r"\\\n\s*", " ", "\n".join(lines))
     return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in text.splitlines() if line.strip()]
 
 
-def final_stage(repo: Path) -> list[tuple[str, str]]:
-    steps = instructions(repo)
+def instructions(repo: Path) -> list[tuple[str, str]]:
+    return parse((repo / "Dockerfile").read_text())
+
+
+def last_stage(steps: list[tuple[str, str]]) -> list[tuple[str, str]]:
     last_from = max(i for i, (op, _) in enumerate(steps) if op == "FROM")
     return steps[last_from:]
+
+
+def final_stage(repo: Path) -> list[tuple[str, str]]:
+    return last_stage(instructions(repo))
 
 
 def test_multi_stage_non_root_with_the_worker_entrypoint(repo: Path) -> None:
@@ -43,6 +50,86 @@ def test_multi_stage_non_root_with_the_worker_entrypoint(repo: Path) -> None:
     assert not re.search(r"\b(curl|wget|apt-get)\b", " ".join(args for _, args in final_stage(repo))), "nothing extra in the runtime image"
     args = {args.split("=", 1)[0]: args.split("=", 1)[1] if "=" in args else None for op, args in steps if op == "ARG"}
     assert args["MODEL_DIR"] == '""', "no model is baked in unless asked for: it is mounted at /models"
+
+
+def created_id(name: str, stage: list[tuple[str, str]], command: str, flags: tuple[str, ...]) -> int | None:
+    """The id a `useradd`/`groupadd` in the stage gives `name` (numeric names are ids already)."""
+    if name.isdigit():
+        return int(name)
+    if name == "root":
+        return 0
+    for op, args in stage:
+        if op != "RUN":
+            continue
+        for part in re.split(r"&&|\|\||;", args):
+            words = part.split()
+            if words[:1] == [command] and words[-1] == name:
+                for flag, value in zip(words, words[1:]):
+                    if flag in flags and value.isdigit():
+                        return int(value)
+    return None
+
+
+def root_problems(steps: list[tuple[str, str]]) -> list[str]:
+    """Why the image's final stage would run its process as root; empty when it does not."""
+    stage = last_stage(steps)
+    users = [i for i, (op, _) in enumerate(stage) if op == "USER"]
+    if not users:
+        return ["the final stage sets no USER: the container runs as root"]
+    spec = stage[users[-1]][1].strip()
+    user, _, group = spec.partition(":")
+    problems = []
+    uid = created_id(user, stage, "useradd", ("--uid", "-u"))
+    if uid is None:
+        problems.append(f"USER {spec}: {user} is not numeric and no useradd in this stage gives it a --uid")
+    elif uid == 0:
+        problems.append(f"USER {spec} is uid 0 (root)")
+    if group and created_id(group, stage, "groupadd", ("--gid", "-g")) in (0, None):
+        problems.append(f"USER {spec}: group {group} is root or not created with a --gid in this stage")
+    # Steps that need root (package installs, useradd, chown) must come first; after the last USER they would fail
+    # at build time, and a USER root to allow them would leave the process as root.
+    problems += [f"{op} {args[:40]} runs after USER {spec}" for op, args in stage[users[-1] + 1 :] if op == "RUN"]
+    return problems
+
+
+def test_runtime_stage_runs_as_a_non_root_uid_after_every_root_step(repo: Path) -> None:
+    """No Docker engine here: what a container's user would be is read from the Dockerfile the way Docker reads it."""
+    steps = instructions(repo)
+    assert root_problems(steps) == []
+    stage = last_stage(steps)
+    (spec,) = [args for op, args in stage if op == "USER"]
+    uid, gid = (int(part) for part in spec.split(":"))
+    assert uid == created_id("anomstream", stage, "useradd", ("--uid", "-u")) == 10001 and gid == 10001
+    # What the worker writes (its cache; the mounted model directory) belongs to that user, so it never needs root.
+    env = dict(re.findall(r"(\w+)=(\S+)", " ".join(args for op, args in stage if op == "ENV")))
+    runs = " ".join(args for op, args in stage if op == "RUN")
+    chowned = {path for paths in re.findall(rf"chown {uid}:{gid} ([^&;|]+)", runs) for path in paths.split()}
+    assert {env["XDG_CACHE_HOME"], "/models"} <= chowned
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda text: text + "USER root\n", "USER root is uid 0"),
+        (lambda text: text.replace("USER 10001:10001", "USER 0:10001"), "USER 0:10001 is uid 0"),
+        (lambda text: text.replace("USER 10001:10001", "USER 10001:0"), "group 0 is root"),
+        (lambda text: text.replace("USER 10001:10001\n", ""), "sets no USER"),
+        (lambda text: text.replace("USER 10001:10001", "USER 10001:10001\nRUN apt-get update"), "RUN apt-get update runs after USER"),
+        (lambda text: text.replace("USER 10001:10001", "USER nobody-here"), "no useradd in this stage"),
+        (lambda text: text.replace("USER 10001:10001", "USER anomstream:anomstream"), None),
+    ],
+    ids=["user-root-appended", "uid-0", "gid-0", "no-user", "run-after-user", "unknown-name", "named-user-is-fine"],
+)
+def test_the_non_root_check_catches_a_root_image(repo: Path, change: Callable[[str], str], problem: str | None) -> None:
+    """The check above has teeth: each way back to root in a copy of the Dockerfile is named."""
+    text = (repo / "Dockerfile").read_text()
+    changed = change(text)
+    assert changed != text
+    problems = root_problems(parse(changed))
+    if problem is None:
+        assert problems == []
+    else:
+        assert any(problem in found for found in problems), problems
 
 
 def healthcheck_command(repo: Path) -> list[str]:
