@@ -67,8 +67,12 @@ class TimedWorker(Worker):
 
     def process(self, messages: list[Any]) -> None:
         super().process(messages)
-        if messages:
-            self.consumed += len(messages)
+        self.consumed += len(messages)
+
+    def commit(self, final: bool = False) -> None:
+        before = self.batches_committed
+        super().commit(final)
+        if self.batches_committed != before:
             self.last_delivered = time.monotonic()
 
 
@@ -87,11 +91,10 @@ class PassthroughWorker(TimedWorker):
             return
         topic = self.settings.scores_topic
         records = [Record(topic, message.key(), self.PAYLOAD) for message in messages]
-        self.delivery.deliver(records, self.next_offsets(messages))
-        metrics.WINDOWS_CONSUMED.inc(len(messages))
+        nothing = np.empty(0)
+        self.delivery.send(records, self.next_offsets(messages), metrics.BatchTally(len(messages), 0, 0, nothing, nothing))
         self.batches += 1
         self.consumed += len(messages)
-        self.last_delivered = time.monotonic()
 
 
 def _decode_json_stdlib(message: Any, body: bytes, window_length: int) -> tuple[codec.Window, list[float]]:

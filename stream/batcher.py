@@ -2,7 +2,8 @@
 
 `poll` returns when `max_batch` messages are in hand or `max_wait_ms` has
 passed since the first one arrived (an idle topic costs one short wait, not a
-busy loop). Messages still in hand when partitions are revoked are handed to
+busy loop). The wait for the first message is not counted against
+`max_wait_ms`, and never delays a message that has already arrived. Messages still in hand when partitions are revoked are handed to
 the revoke handler through `take`, so they are scored and committed before the
 partitions go.
 """
@@ -29,20 +30,23 @@ class Batcher:
 
     def poll(self) -> list[Any]:
         """The next batch; empty when nothing arrived within IDLE_POLL_S."""
-        deadline: float | None = None
+        if not self._pending:
+            self._consume(self.max_batch, 0)  # whatever is already fetched, without waiting
+        if not self._pending:
+            self._consume(1, IDLE_POLL_S)  # wait for the first message only: it starts the clock
+        if not self._pending:
+            return []  # idle: let the loop turn (and check its stop flag)
+        deadline = time.monotonic() + self.max_wait_s
         while len(self._pending) < self.max_batch:
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 break
-            timeout = IDLE_POLL_S if deadline is None else deadline - now
-            messages = self.consumer.consume(num_messages=self.max_batch - len(self._pending), timeout=timeout)
-            for message in messages:
-                self._keep(message)
-            if self._pending and deadline is None:
-                deadline = time.monotonic() + self.max_wait_s
-            if not messages and deadline is None:
-                break  # idle: let the loop turn
+            self._consume(self.max_batch - len(self._pending), left)
         return self.take()
+
+    def _consume(self, most: int, timeout: float) -> None:
+        for message in self.consumer.consume(num_messages=most, timeout=timeout):
+            self._keep(message)
 
     def take(self) -> list[Any]:
         batch, self._pending = self._pending, []

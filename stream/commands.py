@@ -26,6 +26,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     worker.add_argument("--transactional-id", default="", help="exactly-once producer id; stable per replica speeds up recovery (default: anomstream-<group>-<host>-<pid>)")
     worker.add_argument("--max-batch", type=int, default=512, help="most messages per micro-batch (default: 512)")
     worker.add_argument("--max-wait-ms", type=int, default=50, help="longest wait for a batch to fill after its first message (default: 50)")
+    worker.add_argument(
+        "--commit-interval-ms",
+        type=int,
+        default=100,
+        help="how often to commit: the length of one exactly-once transaction, or the at-least-once offset commit"
+        " interval; shorter cuts latency and redone work after a crash, longer raises throughput (default: 100)",
+    )
     worker.add_argument("--metrics-host", default="0.0.0.0", help="address of the /metrics, /healthz, /readyz server (default: 0.0.0.0)")
     worker.add_argument("--metrics-port", type=int, default=9100, help="port of that server; 0 picks a free one (default: 9100)")
     worker.add_argument("--reload-interval-s", type=float, default=5.0, help="how often to look for a new artifact; 0: only on SIGHUP (default: 5)")

@@ -1,22 +1,36 @@
-"""Getting a batch's outputs out and its input offsets committed, in one of two modes.
+"""Getting outputs out and input offsets committed, in one of two modes.
 
-Exactly-once: outputs, dead letters and the input offsets go into one Kafka
-transaction per batch (`send_offsets_to_transaction`); readers of the outputs
-use `read_committed`. Errors are handled as librdkafka documents it:
-retriable -> retry the call, abortable -> abort and redo the batch, fatal ->
-raise (the worker exits and its successor resumes from the last commit).
+Both modes split the work in two, so that the worker can keep scoring while
+Kafka confirms: `send` hands a batch's outputs to the producer, `commit` makes
+everything sent so far durable and says which batches it covered.
 
-At-least-once: an idempotent producer; offsets are stored only after every
-delivery report of the batch came back successful, and the consumer commits
+Exactly-once: one Kafka transaction spans the batches of one commit interval
+(as in Kafka Streams, whose default is 100 ms); it carries their outputs, dead
+letters and input offsets (`send_offsets_to_transaction`). Readers of the
+outputs use `read_committed`. Errors are handled as librdkafka documents it:
+retriable -> retry the call, abortable -> abort and redo the whole transaction
+from the records kept for it, fatal -> raise (the worker exits and its
+successor resumes from the last commit).
+
+At-least-once: an idempotent producer and no flush per batch. Each batch
+counts its delivery reports; once every output of a batch (and of every batch
+before it) is acknowledged, its offsets are stored, and the consumer commits
 stored offsets in the background and on shutdown or revoke.
+
+Backpressure: when Kafka stops acknowledging outputs, librdkafka's bounded
+queue fills and `produce` blocks here, so the worker stops consuming; the
+consumer's prefetch is bounded too, so memory stays flat however long the
+outage lasts.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from dataclasses import dataclass
-from typing import Any
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
@@ -24,12 +38,16 @@ from stream.errors import AnomstreamError
 
 log = logging.getLogger("anomstream.delivery")
 
-TIMEOUT_S = 30.0
-ATTEMPTS = 5
+T = TypeVar("T")
+
+CALL_TIMEOUT_S = 10.0  # one transactional call; short so that the retry loop can check the stop flag
+GIVE_UP_S = 120.0  # retriable errors for this long in a row: stop (the successor resumes from the last commit)
+ATTEMPTS = 5  # aborted transactions, or failed deliveries, per batch before the worker stops
+STOP_GRACE_S = 10.0  # once stopping, how long to wait for Kafka to take the outputs still in hand
 
 
 class DeliveryError(AnomstreamError):
-    """Outputs could not be delivered; the worker stops without committing the batch."""
+    """Outputs could not be delivered; the worker stops without committing them."""
 
 
 @dataclass(slots=True)
@@ -40,54 +58,140 @@ class Record:
     headers: list[tuple[str, bytes | None]] | None = None
 
 
-def _produce(producer: Any, record: Record, **kwargs: Any) -> None:
-    while True:
-        try:
-            producer.produce(record.topic, record.value, record.key, headers=record.headers, **kwargs)
-            return
-        except BufferError:
-            producer.poll(0.1)  # local queue full: let delivery reports drain, then try again
+class _Producing:
+    """`produce` that waits, without losing the record, while librdkafka's queue is full."""
+
+    def __init__(self, producer: Any, stopping: threading.Event) -> None:
+        self.producer = producer
+        self.stopping = stopping
+        self.paused_since: float | None = None
+        self._stop_seen: float | None = None
+
+    def produce(self, record: Record, **kwargs: Any) -> None:
+        while True:
+            try:
+                self.producer.produce(record.topic, record.value, record.key, headers=record.headers, **kwargs)
+                break
+            except BufferError:
+                self._wait_for_room()
+        if self.paused_since is not None:
+            log.info("Kafka is taking outputs again after %.1f s: consuming again", time.monotonic() - self.paused_since)
+            self.paused_since = None
+
+    def _wait_for_room(self) -> None:
+        now = time.monotonic()
+        if self.paused_since is None:
+            self.paused_since = now
+            log.warning("%d outputs await acknowledgement (the queue is full): consumption paused", len(self.producer))
+        stopping_for = self._stopping_for(now)
+        if stopping_for is not None and stopping_for > STOP_GRACE_S:
+            raise DeliveryError("stopping while Kafka still refuses outputs: the uncommitted windows will be rescored.")
+        self.producer.poll(0.1)  # serves delivery reports, which free room
+
+    def _stopping_for(self, now: float) -> float | None:
+        if not self.stopping.is_set():
+            return None
+        if self._stop_seen is None:
+            self._stop_seen = now
+        return now - self._stop_seen
 
 
-class ExactlyOnce:
-    def __init__(self, producer: Any, consumer: Any) -> None:
+class ExactlyOnce(Generic[T]):
+    """Transactions that span a commit interval; `commit` ends the open one."""
+
+    def __init__(self, producer: Any, consumer: Any, commit_interval_s: float, stopping: threading.Event) -> None:
         self.producer = producer
         self.consumer = consumer
-        producer.init_transactions(TIMEOUT_S)
+        self.commit_interval_s = commit_interval_s
+        self.stopping = stopping
+        self._out = _Producing(producer, stopping)
+        self._opened: float | None = None
+        self._records: list[Record] = []  # kept until the commit, to redo the transaction if it aborts
+        self._offsets: dict[tuple[str, int], int] = {}
+        self._tallies: list[T] = []
+        self._doomed: KafkaError | None = None  # an abortable error seen while producing
+        self._retrying("init_transactions", producer.init_transactions)
 
-    def deliver(self, records: list[Record], offsets: list[TopicPartition]) -> None:
-        for attempt in range(1, ATTEMPTS + 1):
+    def send(self, records: list[Record], offsets: list[TopicPartition], tally: T) -> None:
+        if self._opened is None:
+            self._retrying("begin_transaction", lambda _timeout: self.producer.begin_transaction())
+            self._opened = time.monotonic()
+        self._records.extend(records)
+        for p in offsets:
+            self._offsets[(p.topic, p.partition)] = max(p.offset, self._offsets.get((p.topic, p.partition), -1))
+        self._tallies.append(tally)
+        if self._doomed is None:
             try:
-                self.producer.begin_transaction()
                 for record in records:
-                    _produce(self.producer, record)
-                self._retrying(
-                    lambda: self.producer.send_offsets_to_transaction(
-                        offsets, self.consumer.consumer_group_metadata(), TIMEOUT_S
-                    )
-                )
-                self._retrying(lambda: self.producer.commit_transaction(TIMEOUT_S))
-                return
+                    self._out.produce(record)
             except KafkaException as exc:
-                error: KafkaError = exc.args[0]
-                if not error.txn_requires_abort():
-                    raise DeliveryError(f"the transaction failed and cannot be retried: {error.str()}.") from None
-                log.warning("transaction aborted (attempt %d of %d): %s", attempt, ATTEMPTS, error.str())
-                self._retrying(lambda: self.producer.abort_transaction(TIMEOUT_S))
-        raise DeliveryError(f"the batch could not be committed in {ATTEMPTS} transactions; stopping.")
+                self._doomed = _abortable(exc)  # redone from self._records at commit
+        self.producer.poll(0)  # serve delivery reports: until served they count against the queue
 
-    @staticmethod
-    def _retrying(call: Any) -> None:
+    def due(self) -> bool:
+        return self._opened is not None and time.monotonic() - self._opened >= self.commit_interval_s
+
+    def commit(self, wait: bool = True) -> list[T]:
+        """End the open transaction: the tallies of the batches it committed (none if nothing was open).
+
+        Always waits (a transaction commit is synchronous); `wait` is there to match `AtLeastOnce`.
+        """
+        if self._opened is None:
+            return []
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                call()
+                if self._doomed is not None:
+                    raise KafkaException(self._doomed)
+                offsets = [TopicPartition(topic, partition, offset) for (topic, partition), offset in self._offsets.items()]
+                metadata = self.consumer.consumer_group_metadata()
+                self._retrying("send_offsets_to_transaction", lambda timeout: self.producer.send_offsets_to_transaction(offsets, metadata, timeout))
+                self._retrying("commit_transaction", self.producer.commit_transaction)
+                done, self._tallies = self._tallies, []
+                self._records, self._offsets, self._opened = [], {}, None
+                return done
+            except KafkaException as exc:
+                error = _abortable(exc)
+                log.warning("transaction aborted (attempt %d of %d): %s", attempt, ATTEMPTS, error.str())
+                self._redo()
+        raise DeliveryError(f"the open transaction could not be committed in {ATTEMPTS} attempts; stopping.")
+
+    def _redo(self) -> None:
+        self._retrying("abort_transaction", self.producer.abort_transaction)
+        self._doomed = None
+        self._retrying("begin_transaction", lambda _timeout: self.producer.begin_transaction())
+        self._opened = time.monotonic()
+        try:
+            for record in self._records:
+                self._out.produce(record)
+        except KafkaException as exc:
+            self._doomed = _abortable(exc)
+
+    def drop(self) -> None:
+        """Partitions were lost: their new owner redoes these windows, so abort rather than commit."""
+        if self._opened is not None:
+            self.abort_open()
+        self._records, self._offsets, self._tallies, self._opened, self._doomed = [], {}, [], None, None
+
+    def _retrying(self, what: str, call: Any) -> None:
+        """Retry a retriable error (a timeout, a coordinator moving) until it works, the worker stops, or GIVE_UP_S."""
+        started = time.monotonic()
+        delay = 0.1
+        while True:
+            try:
+                call(CALL_TIMEOUT_S)
                 return
             except KafkaException as exc:
                 error: KafkaError = exc.args[0]
-                if not error.retriable() or attempt == ATTEMPTS:
+                if not error.retriable():
                     raise
-                log.warning("retrying after a retriable error: %s", error.str())
-                time.sleep(0.1 * attempt)
+                waited = time.monotonic() - started
+                if self.stopping.is_set() or waited > GIVE_UP_S:
+                    raise DeliveryError(
+                        f"{what} kept failing for {waited:.0f} s ({error.str()}); stopping without committing."
+                    ) from None
+                log.warning("%s failed, retrying in %.1f s: %s", what, delay, error.str())
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     def abort_open(self) -> None:
         """Shutdown after a failure: leave nothing half-open (readers would stall until the timeout)."""
@@ -97,34 +201,88 @@ class ExactlyOnce:
             pass  # no transaction open, or the producer is already fatal: both fine on the way out
 
 
-class AtLeastOnce:
-    def __init__(self, producer: Any, consumer: Any) -> None:
+def _abortable(exc: KafkaException) -> KafkaError:
+    error: KafkaError = exc.args[0]
+    if not error.txn_requires_abort():
+        raise DeliveryError(f"the transaction failed and cannot be retried: {error.str()}.") from None
+    return error
+
+
+@dataclass(eq=False)
+class _InFlight(Generic[T]):
+    offsets: list[TopicPartition]
+    tally: T
+    outstanding: int
+    attempts: int = 1
+    failed: list[tuple[Record, KafkaError]] = field(default_factory=list)
+
+    def on_delivery(self, error: KafkaError | None, message: Any) -> None:
+        # Runs inside producer.poll/flush, on the worker's thread.
+        self.outstanding -= 1
+        if error is not None:
+            self.failed.append((Record(message.topic(), message.key(), message.value(), message.headers()), error))
+
+
+class AtLeastOnce(Generic[T]):
+    """Offsets are stored batch by batch, in order, once all of a batch's outputs are acknowledged."""
+
+    def __init__(self, producer: Any, consumer: Any, stopping: threading.Event) -> None:
         self.producer = producer
         self.consumer = consumer
+        self.stopping = stopping
+        self._out = _Producing(producer, stopping)
+        self._in_flight: deque[_InFlight[T]] = deque()
 
-    def deliver(self, records: list[Record], offsets: list[TopicPartition]) -> None:
-        pending = records
-        for attempt in range(1, ATTEMPTS + 1):
-            failed: list[tuple[Record, KafkaError]] = []
-            for record in pending:
-                _produce(self.producer, record, on_delivery=self._report(record, failed))
-            left = self.producer.flush(TIMEOUT_S)
-            if left:
-                raise DeliveryError(f"{left} outputs were not acknowledged within {TIMEOUT_S:.0f} s; not committing.")
-            if not failed:
-                self.consumer.store_offsets(offsets=offsets)
-                return
-            log.warning("%d deliveries failed (attempt %d of %d): %s", len(failed), attempt, ATTEMPTS, failed[0][1].str())
-            pending = [record for record, _ in failed]
-        raise DeliveryError(f"{len(pending)} outputs could not be delivered after {ATTEMPTS} attempts; not committing.")
+    def send(self, records: list[Record], offsets: list[TopicPartition], tally: T) -> None:
+        batch = _InFlight(offsets, tally, outstanding=len(records))
+        self._in_flight.append(batch)
+        for record in records:
+            self._out.produce(record, on_delivery=batch.on_delivery)
+        self.producer.poll(0)  # serve the reports that are already in
 
-    @staticmethod
-    def _report(record: Record, failed: list[tuple[Record, KafkaError]]) -> Any:
-        def on_delivery(error: KafkaError | None, _message: Any) -> None:
-            if error is not None:
-                failed.append((record, error))
+    def due(self) -> bool:
+        return bool(self._in_flight)
 
-        return on_delivery
+    def commit(self, wait: bool = False) -> list[T]:
+        """Store the offsets of the acknowledged batches at the head of the line; `wait` for all of them."""
+        done: list[T] = []
+        while self._in_flight:
+            if wait:
+                self._flush()
+            else:
+                self.producer.poll(0)
+            while self._in_flight and self._in_flight[0].outstanding == 0:
+                head = self._in_flight[0]
+                if head.failed:
+                    self._resend(head)
+                    break
+                if head.offsets:
+                    self.consumer.store_offsets(offsets=head.offsets)
+                done.append(self._in_flight.popleft().tally)
+            if not wait or not self._in_flight:
+                return done
+        return done
+
+    def _flush(self) -> None:
+        started = time.monotonic()
+        while self.producer.flush(1.0):
+            waited = time.monotonic() - started
+            if waited > GIVE_UP_S or (self.stopping.is_set() and waited > STOP_GRACE_S):
+                raise DeliveryError(f"{len(self.producer)} outputs were not acknowledged within {waited:.0f} s; not committing.")
+
+    def _resend(self, batch: _InFlight[T]) -> None:
+        failed, batch.failed = batch.failed, []
+        if batch.attempts >= ATTEMPTS:
+            raise DeliveryError(f"{len(failed)} outputs could not be delivered after {ATTEMPTS} attempts: {failed[0][1].str()}; not committing.")
+        batch.attempts += 1
+        batch.outstanding = len(failed)
+        log.warning("%d deliveries failed (attempt %d of %d): %s", len(failed), batch.attempts, ATTEMPTS, failed[0][1].str())
+        for record, _error in failed:
+            self._out.produce(record, on_delivery=batch.on_delivery)
+
+    def drop(self) -> None:
+        """Partitions were lost: their new owner redoes these windows; storing their offsets now would be stale."""
+        self._in_flight.clear()
 
     def abort_open(self) -> None:
         pass

@@ -101,6 +101,7 @@ class WorkerSettings:
     transactional_id: str = ""
     max_batch: int = 512
     max_wait_ms: int = 50
+    commit_interval_ms: int = 100
     metrics_host: str = "0.0.0.0"
     metrics_port: int = 9100
     reload_interval_s: float = 5.0
@@ -116,6 +117,7 @@ class WorkerSettings:
             "worker",
             ("--max-batch", args.max_batch, 1 <= args.max_batch <= 100_000),
             ("--max-wait-ms", args.max_wait_ms, 0 <= args.max_wait_ms <= 60_000),
+            ("--commit-interval-ms", args.commit_interval_ms, 0 <= args.commit_interval_ms <= 60_000),
             ("--metrics-port", args.metrics_port, 0 <= args.metrics_port <= 65535),
             ("--reload-interval-s", args.reload_interval_s, args.reload_interval_s >= 0),
             ("--startup-timeout-s", args.startup_timeout_s, args.startup_timeout_s > 0),

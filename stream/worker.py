@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from contextlib import ExitStack
 from typing import Any
 
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from stream import clients, codec, metrics
+from stream import clients, codec, metrics, verdict
 from stream.batcher import Batcher
 from stream.delivery import AtLeastOnce, ExactlyOnce, Record
 from stream.health import Health, serve
@@ -34,6 +35,7 @@ class Worker:
         self.model: LiveModel | None = None
         self.http_port: int | None = None  # the bound port (useful with --metrics-port 0)
         self.batches = 0
+        self.batches_committed = 0
 
     def stop(self) -> None:
         """Signal-safe: only sets the flag the loop checks between batches."""
@@ -66,7 +68,11 @@ class Worker:
             producer = clients.create(Producer, clients.producer_config(s, errors))
             consumer = clients.create(Consumer, clients.consumer_config(s, errors, self._broker_state))
             stack.callback(self._close, consumer)
-            self.delivery = ExactlyOnce(producer, consumer) if s.exactly_once else AtLeastOnce(producer, consumer)
+            self.delivery = (
+                ExactlyOnce(producer, consumer, s.commit_interval_ms / 1000.0, self.stopping)
+                if s.exactly_once
+                else AtLeastOnce(producer, consumer, self.stopping)
+            )
             stack.callback(producer.flush, 10.0)
             self.batcher = Batcher(consumer, s.max_batch, s.max_wait_ms)
             consumer.subscribe([s.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
@@ -76,6 +82,8 @@ class Worker:
                 while not self.stopping.is_set():
                     self.health.turned()
                     self.process(self.poll_batch())
+                    self.commit()
+                self.commit(final=True)
             except BaseException:
                 self.delivery.abort_open()
                 raise
@@ -89,7 +97,7 @@ class Worker:
         return messages
 
     def process(self, messages: list[Any]) -> None:
-        """Score one batch and deliver it; its offsets are committed with it (or stored after it)."""
+        """Score one batch and hand its outputs to the producer; `commit` makes them durable."""
         if not messages:
             return
         loaded = self.model.current  # read once: a hot reload never splits a batch
@@ -98,12 +106,33 @@ class Worker:
         stage = self._timed("decode", stage)
         errors = self.score(loaded, batch)
         stage = self._timed("score", stage)
+        threshold = float(loaded.metadata.threshold.value)
         records = self.verdicts(loaded, batch, errors) + [self.dead_letter(bad) for bad in batch.invalid]
-        self.delivery.deliver(records, self.next_offsets(messages))
-        self.health.broker_up = True  # a committed batch proves it
+        tally = metrics.BatchTally(
+            consumed=len(messages),
+            scored=len(batch.windows),
+            anomalies=int((errors > threshold).sum()),
+            errors=errors,
+            produced_ms=np.fromiter((ts if kind else -1 for kind, ts in (m.timestamp() for m in messages)), np.float64, len(messages)),
+            invalid=Counter(bad.reason for bad in batch.invalid),
+        )
+        self.delivery.send(records, self.next_offsets(messages), tally)
         self._timed("produce", stage)
-        self._count(messages, batch, errors, loaded)
         self.batches += 1
+
+    def commit(self, final: bool = False) -> None:
+        """Commit what was sent, when the interval is up (or now, on stop and revoke); then count it."""
+        if not (final or self.delivery.due()):
+            return
+        started = time.perf_counter()
+        committed = self.delivery.commit(wait=final)
+        if committed:
+            self._timed("commit", started)
+            self.health.broker_up = True  # a commit proves it
+            now = time.time()
+            for tally in committed:
+                tally.publish(now)
+            self.batches_committed += len(committed)
 
     @staticmethod
     def score(loaded: Loaded, batch: codec.Batch) -> np.ndarray:
@@ -112,29 +141,13 @@ class Worker:
         return loaded.scorer.errors(batch.values)  # one compiled call for the whole batch
 
     def verdicts(self, loaded: Loaded, batch: codec.Batch, errors: np.ndarray) -> list[Record]:
+        scores, anomalies = self.settings.scores_topic, self.settings.output_topic
         threshold = float(loaded.metadata.threshold.value)
-        model = loaded.label
-        scored_at = time.time()
         records: list[Record] = []
-        for window, error in zip(batch.windows, errors.tolist()):
-            message = window.message
-            verdict: dict[str, Any] = {"id": window.id, "source": window.source, "ts": window.ts}
-            if window.label is not None:
-                verdict["label"] = window.label
-            anomaly = error > threshold
-            verdict.update(
-                error=error,
-                threshold=threshold,
-                score=error / threshold,
-                anomaly=anomaly,
-                model=model,
-                input={"topic": message.topic(), "partition": message.partition(), "offset": message.offset()},
-                scored_at=scored_at,
-            )
-            value = codec.encode_json(verdict)
-            records.append(Record(self.settings.scores_topic, message.key(), value))
+        for message, value, anomaly in verdict.verdicts(batch.windows, errors, threshold, loaded.label, time.time()):
+            records.append(Record(scores, message.key(), value))
             if anomaly:
-                records.append(Record(self.settings.output_topic, message.key(), value))
+                records.append(Record(anomalies, message.key(), value))
         return records
 
     def dead_letter(self, bad: codec.Invalid) -> Record:
@@ -164,25 +177,6 @@ class Worker:
         metrics.BATCH_DURATION.labels(stage).observe(now - started)
         return now
 
-    @staticmethod
-    def _count(messages: list[Any], batch: codec.Batch, errors: np.ndarray, loaded: Loaded) -> None:
-        """After delivery: the counters agree with what readers of the outputs can see."""
-        metrics.BATCH_SIZE.observe(len(messages))
-        metrics.WINDOWS_CONSUMED.inc(len(messages))
-        metrics.WINDOWS_SCORED.inc(len(batch.windows))
-        anomalies = int((errors > loaded.metadata.threshold.value).sum())
-        if anomalies:
-            metrics.ANOMALIES.inc(anomalies)
-        for bad in batch.invalid:
-            metrics.INVALID.labels(bad.reason).inc()
-        for error in errors.tolist():
-            metrics.RECONSTRUCTION_ERROR.observe(error)
-        now = time.time()
-        for message in messages:
-            kind, stamp = message.timestamp()
-            if kind and stamp > 0:
-                metrics.END_TO_END_LATENCY.observe(max(0.0, now - stamp / 1000.0))
-
     def _broker_down(self) -> None:
         self.health.broker_up = False
 
@@ -200,6 +194,7 @@ class Worker:
         """Finish and commit what is in hand before the partitions go to another worker."""
         log.info("revoked %s: committing the batch in hand first", ", ".join(f"{p.topic}[{p.partition}]" for p in partitions))
         self.process(self.batcher.take())
+        self.commit(final=True)
         if not self.settings.exactly_once:
             self._commit_stored(consumer)
         self._forget_lag(partitions)
@@ -209,6 +204,7 @@ class Worker:
         # Lost (not revoked): another worker may own them already, so committing now could be stale.
         log.warning("lost %d partitions; uncommitted windows will be rescored by their new owner", len(partitions))
         self.batcher.take()
+        self.delivery.drop()
         self._forget_lag(partitions)
         self.health.assigned = False
 

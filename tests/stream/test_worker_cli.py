@@ -43,7 +43,7 @@ def test_sigterm_mid_stream_loses_and_duplicates_nothing(ecg_artifact, ecg_split
     test = ecg_split.test
     send(topics["input"], [(None, codec.encode_window(f"w-{i}", test.windows[r]), None) for i, r in enumerate(rows)])
     total = len(rows)
-    command = worker_command(ecg_artifact, kafka_bootstrap, topics, "sigterm-group", "--max-batch", "32", "--max-wait-ms", "5")
+    command = worker_command(ecg_artifact, kafka_bootstrap, topics, "sigterm-group", "--max-batch", "8", "--max-wait-ms", "5", "--commit-interval-ms", "0")
     log = (tmp_path / "first.log").open("w")
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
     try:
