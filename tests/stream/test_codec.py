@@ -1,7 +1,9 @@
 """Every input format and every dead-letter reason, decoded without a broker.
 
 `Msg` stands in for a received `confluent_kafka.Message` (a plain value
-holder); the integration tests send the same payloads through a real broker.
+holder); the integration tests send the same payloads through a real broker
+(tests/stream/test_poison.py sends thousands). The hypothesis properties at
+the end are what the hand-written cases cannot be: exhaustive in spirit.
 """
 
 import json
@@ -10,6 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from stream import codec
 
@@ -115,6 +119,22 @@ def test_encode_window_round_trips():
         (f32(VALID, id="b", ts="soon"), "bad_schema", "a header is not valid"),
         (f32([math.nan] + VALID[1:], id="b"), "non_finite", "value 0 is nan, not a finite number."),
         (Msg(b" " * (codec.MAX_BYTES + 1)), "too_large", f"the message is {codec.MAX_BYTES + 1} bytes"),
+        # Poison that used to escape decode_batch (and stop the worker) or slip through.
+        (Msg(b'{"id": "a\xff", "values": [1, 2, 3, 4, 5, 6, 7, 8]}'), "not_json", "the message is not UTF-8 (byte 9)."),
+        (Msg(b'{"id\xff": 1, "id": "a", "values": [1, 2, 3, 4, 5, 6, 7, 8]}'), "not_json", "not UTF-8 (byte 4)."),
+        (Msg(b'{"x": "\xed\xa0\x80", "id": "a", "values": [1, 2, 3, 4, 5, 6, 7, 8]}'), "not_json", "not UTF-8 (byte 7)."),
+        (Msg(b'{"id": 5, "values": [], "x": "\xff"}'), "not_json", "not UTF-8 (byte 30)."),
+        (Msg(b'{"x": ' + b"[" * 5000 + b"]" * 5000 + b', "id": "a", "values": [1, 2, 3, 4, 5, 6, 7, 8]}'), "bad_schema", codec.TOO_DEEP),
+        (Msg(b"[" * 100_000 + b"]" * 100_000), "bad_schema", "Expected `object`, got `array`."),
+        (f32(VALID, id="b", ts="inf"), "non_finite", "the ts header is inf, not a finite number."),
+        (Msg(b'{"id": "a", "id": "b", "values": [1, 2, 3, 4, 5, 6, 7, 8]}'), "bad_schema", 'the key "id" appears more than once'),
+        (Msg(b'{"id" : "a:b", "values": [1, 2, 3, 4, 5, 6, 7, 8], "\\u0069d": "c"}'), "bad_schema", 'the key "id" appears'),
+        (Msg(b'{"values": [1], "id": "a", "values": [1, 2, 3, 4, 5, 6, 7, 8]}'), "bad_schema", 'the key "values" appears'),
+        # The id's colon, escaped, must not be discounted: 3 keys, 3 raw colons, and the decoded id holds one.
+        (Msg(b'{"id": "a", "id": "\\u003a", "values": [1, 2, 3, 4, 5, 6, 7, 8]}'), "bad_schema", 'the key "id" appears'),
+        (Msg(b'{"id": "a", "values": [1, 2, 3, 4, 5, 6, 7, 8], "x": {"k": 1, "k": 2}}'), "bad_schema", 'the key "k" appears'),
+        (Msg(b'{"id": "a", "values": [1, 2, 3, 4, 5, 6, 7, 8], "x": 1, "x": 2}'), "bad_schema", 'the key "x" appears'),
+        (Msg(b'{"id": "a", "ts": 1, "ts": 2, "values": [1, 2, 3, 4, 5, 6, 7, 8]}'), "bad_schema", 'the key "ts" appears'),
     ],
 )
 def test_every_bad_message_gets_a_reason_and_a_sentence(message, reason, detail):
@@ -127,6 +147,166 @@ def test_every_bad_message_gets_a_reason_and_a_sentence(message, reason, detail)
     assert bad.detail.endswith(".")
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"id": "urn:ecg:1", "source": "ward:3", "values": [1, 2, 3, 4, 5, 6, 7, 8]}',  # colons in strings
+        b'{"id": "a\\"b:", "values": [1, 2, 3, 4, 5, 6, 7, 8]}',  # escapes and a colon: the exact check
+        b'{"\\u0069d": "a", "values": [1, 2, 3, 4, 5, 6, 7, 8], "source": null, "label": null}',
+        b'{"id": "a", "values": [1, 2, 3, 4, 5, 6, 7, 8], "lead": "II", "meta": {"k": [1, {"k": 2}], "n": ' + b"9" * 5000 + b"}}",
+        b'{"id": "a", "values": [1, 2, 3, 4, 5, 6, 7, 8], "x": ' + b"[" * 100 + b"]" * 100 + b"}",
+        b' \n{ "values" :[1,2,3,4,5,6,7,8] ,\t"id"\r\n:\n"a" } ',
+    ],
+)
+def test_unusual_but_valid_json_is_accepted(body):
+    """Duplicate-key detection must never reject these: colons, escapes, nulls, extra fields, whitespace."""
+    batch = codec.decode_batch([Msg(body)], L)
+    assert not batch.invalid, batch.invalid
+    assert batch.windows[0].id in ("urn:ecg:1", 'a"b:', "a")
+
+
+def test_a_decoder_bug_dead_letters_the_message_instead_of_stopping_the_worker(monkeypatch):
+    def broken(message, body, window_length):
+        raise KeyError("surprise")
+
+    monkeypatch.setattr(codec, "_decode_json", broken)
+    batch = codec.decode_batch([Msg(b"{}"), f32(VALID, id="b")], L)
+    assert [w.id for w in batch.windows] == ["b"]
+    assert [(bad.reason, bad.detail) for bad in batch.invalid] == [("bad_schema", "the decoder failed on this message (KeyError: 'surprise').")]
+
+
 def test_empty_batch():
     batch = codec.decode_batch([], L)
     assert batch.windows == [] and batch.invalid == [] and batch.values.shape == (0, L)
+
+
+# --- properties (hypothesis) ---
+
+finite32 = st.floats(width=32, allow_nan=False, allow_infinity=False)
+finite64 = st.floats(allow_nan=False, allow_infinity=False)
+tricky_text = st.text(st.characters(codec="utf-8") | st.sampled_from(':"\\{}[],'), max_size=12)
+json_leaf = st.none() | st.booleans() | st.integers() | finite64 | tricky_text
+json_value = st.recursive(json_leaf, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(tricky_text, inner, max_size=3), max_leaves=8)
+
+
+FIELDS = {
+    "id": tricky_text.filter(bool),
+    "values": st.lists(finite32, min_size=L, max_size=L),
+    "source": st.none() | tricky_text,
+    "ts": st.none() | finite64,
+    "label": st.sampled_from([None, 0, 1, 0.0, 1.0]),
+}
+
+
+@st.composite
+def valid_window(draw) -> dict:
+    return {name: draw(strategy) for name, strategy in FIELDS.items() if name in ("id", "values") or draw(st.booleans())}
+
+
+@st.composite
+def mutated(draw) -> bytes:
+    """A valid window with bytes inserted, deleted or replaced: most poison in the wild looks like this."""
+    body = bytearray(json.dumps(draw(valid_window())).encode())
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.integers(0, len(body)))
+        action = draw(st.sampled_from(["insert", "delete", "replace"]))
+        junk = draw(st.binary(min_size=1, max_size=4) | st.sampled_from([b"\xff", b"\xed\xa0\x80", b"NaN", b'"', b":", b"\\", b"[" * 3000]))
+        if action == "insert":
+            body[at:at] = junk
+        elif action == "delete":
+            del body[at : at + len(junk)]
+        else:
+            body[at : at + len(junk)] = junk
+    return bytes(body)
+
+
+bodies = (
+    st.binary(max_size=64)
+    | st.builds(lambda v: json.dumps(v).encode(), json_value)
+    | st.builds(lambda w: json.dumps(w).encode(), valid_window())
+    | mutated()
+    | st.builds(lambda n: b"\x00" * n, st.integers(0, 4 * L + 8))
+)
+header_lists = st.lists(
+    st.tuples(
+        st.sampled_from(["content-type", "id", "source", "ts", "label", "trace"]) | st.text(max_size=6),
+        st.none() | st.binary(max_size=8) | st.sampled_from([codec.F32, b"1", b"0", b"nan", b"-inf", b"1e999", b"\xff", b""]),
+    ),
+    max_size=5,
+)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.none() | bodies, header_lists), max_size=4))
+def test_decode_batch_never_raises_and_sorts_every_message_exactly_once(items):
+    messages = [Msg(body, headers, _offset=i) for i, (body, headers) in enumerate(items)]
+    batch = codec.decode_batch(messages, L)
+    outcomes = [id(w.message) for w in batch.windows] + [id(bad.message) for bad in batch.invalid]
+    assert sorted(outcomes) == sorted(map(id, messages))  # valid or invalid, never both, never lost
+    assert batch.values.shape == (len(batch.windows), L) and np.isfinite(batch.values).all()
+    for window in batch.windows:
+        assert isinstance(window.id, str) and window.id and window.label in (None, 0, 1)
+    for bad in batch.invalid:
+        assert bad.reason in codec.REASONS
+        assert bad.detail.endswith(".") and "\n" not in bad.detail
+        assert codec.DECODER_FAILED not in bad.detail  # the safety net is for bugs; nothing known may reach it
+
+
+@settings(max_examples=300, deadline=None)
+@given(valid_window(), st.booleans())
+def test_valid_windows_round_trip_through_encode_window_and_float32(window, binary):
+    label = None if window.get("label") is None else int(window["label"])
+    if binary:
+        headers = [(name, str(window[name]).encode()) for name in ("id", "source", "ts") if window.get(name) is not None]
+        if label is not None:
+            headers.append(("label", str(label).encode()))
+        message = Msg(np.asarray(window["values"], dtype="<f4").tobytes(), [("content-type", codec.F32)] + headers)
+    else:
+        message = Msg(codec.encode_window(window["id"], window["values"], window.get("source"), window.get("ts"), label))
+    batch = codec.decode_batch([message], L)
+    assert not batch.invalid, batch.invalid
+    (decoded,) = batch.windows
+    assert (decoded.id, decoded.source, decoded.ts, decoded.label) == (window["id"], window.get("source"), window.get("ts"), label)
+    np.testing.assert_array_equal(batch.values[0], np.asarray(window["values"], dtype=np.float32))
+
+
+@st.composite
+def written_by_hand(draw) -> tuple[bytes, str | None]:
+    """A valid window as some other producer may write it (any key order, whitespace, escapes, extra fields),
+    perhaps with one key repeated; returns the bytes and the repeated key (None when there is none)."""
+    pairs = list(draw(valid_window()).items())
+    pairs += [(name, draw(json_value)) for name in draw(st.lists(tricky_text.filter(lambda k: k not in codec._Window.__struct_fields__), max_size=2, unique=True))]
+    repeated = None
+    if draw(st.booleans()):
+        repeated, _ = draw(st.sampled_from(pairs))
+        again = draw(FIELDS.get(repeated, json_value))  # a valid value, so only the repetition is wrong
+        pairs.insert(draw(st.integers(0, len(pairs))), (repeated, again))
+    pairs = draw(st.permutations(pairs))
+    space = st.sampled_from(["", " ", "\n", "\t", "\r\n  "])
+
+    def written(value: object) -> str:
+        """Strings raw, ASCII-escaped or fully \\u-escaped (then a colon in an id hides as \\u003a)."""
+        if not isinstance(value, str):
+            return json.dumps(value, ensure_ascii=draw(st.booleans()))
+        style = draw(st.sampled_from(["raw", "ascii", "escaped"]))
+        if style == "escaped" and all(ord(c) < 0x10000 for c in value):
+            return '"' + "".join(f"\\u{ord(c):04x}" for c in value) + '"'
+        return json.dumps(value, ensure_ascii=style != "raw")
+
+    items = [f"{draw(space)}{written(k)}{draw(space)}:{draw(space)}{written(v)}{draw(space)}" for k, v in pairs]
+    return ("{" + ",".join(items) + "}").encode(), repeated
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(written_by_hand())
+def test_a_repeated_key_is_always_caught_and_nothing_else_is_rejected(case):
+    """The fast colon count may only send a message to the exact check: it must never let a duplicate through
+    (whitespace before colons, escaped keys, colons inside strings) nor reject a valid window."""
+    body, repeated = case
+    batch = codec.decode_batch([Msg(body)], L)
+    if repeated is None:
+        assert not batch.invalid, (body, batch.invalid)
+    else:
+        (bad,) = batch.invalid
+        assert bad.reason == "bad_schema"
+        assert f"the key {json.dumps(repeated[:64])}" in bad.detail
