@@ -41,9 +41,13 @@ log = logging.getLogger("anomstream.delivery")
 T = TypeVar("T")
 
 CALL_TIMEOUT_S = 10.0  # one transactional call; short so that the retry loop can check the stop flag
-GIVE_UP_S = 120.0  # retriable errors for this long in a row: stop (the successor resumes from the last commit)
+# Retriable errors for this long in a row: stop, and let the successor resume from the last commit.
+# Kept short because after a broker restart librdkafka can stay stuck on a timed-out transactional call
+# ("Simultaneous ... API calls not allowed" on every retry; confluentinc/librdkafka#5456): fresh clients fix it.
+GIVE_UP_S = 30.0
 ATTEMPTS = 5  # aborted transactions, or failed deliveries, per batch before the worker stops
 STOP_GRACE_S = 10.0  # once stopping, how long to wait for Kafka to take the outputs still in hand
+HANG_MARGIN_S = 20.0  # a transactional call still running this long past its own timeout is wedged
 
 
 class DeliveryError(AnomstreamError):
@@ -110,6 +114,7 @@ class ExactlyOnce(Generic[T]):
         self._offsets: dict[tuple[str, int], int] = {}
         self._tallies: list[T] = []
         self._doomed: KafkaError | None = None  # an abortable error seen while producing
+        self.wedged = False  # librdkafka stopped returning from transactional calls
         self._retrying("init_transactions", producer.init_transactions)
 
     def send(self, records: list[Record], offsets: list[TopicPartition], tally: T) -> None:
@@ -178,7 +183,7 @@ class ExactlyOnce(Generic[T]):
         delay = 0.1
         while True:
             try:
-                call(CALL_TIMEOUT_S)
+                self._watched(what, call)
                 return
             except KafkaException as exc:
                 error: KafkaError = exc.args[0]
@@ -193,8 +198,40 @@ class ExactlyOnce(Generic[T]):
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
+    def _watched(self, what: str, call: Any) -> None:
+        """`call(CALL_TIMEOUT_S)` on a watchdog thread.
+
+        librdkafka can block in a transactional call far past its timeout when a coordinator
+        vanished from metadata during a broker restart (confluentinc/librdkafka#5456, #5511;
+        seen here in send_offsets_to_transaction after an Apache Kafka restart). Nothing in this
+        process can unblock it, so the worker stops with exit 1 instead of hanging: its successor,
+        with fresh clients and the same transactional id, resumes from the last commit.
+        """
+        outcome: list[BaseException | None] = []
+
+        def run() -> None:
+            try:
+                call(CALL_TIMEOUT_S)
+                outcome.append(None)
+            except BaseException as exc:  # handed to the caller's thread below
+                outcome.append(exc)
+
+        thread = threading.Thread(target=run, name=f"txn-{what}", daemon=True)
+        thread.start()
+        thread.join(CALL_TIMEOUT_S + HANG_MARGIN_S)
+        if not outcome:
+            self.wedged = True
+            raise DeliveryError(
+                f"librdkafka has not returned from {what} in {CALL_TIMEOUT_S + HANG_MARGIN_S:.0f} s"
+                " (a known hang after a broker restart); exiting so that a restart resumes from the last commit."
+            )
+        if outcome[0] is not None:
+            raise outcome[0]
+
     def abort_open(self) -> None:
         """Shutdown after a failure: leave nothing half-open (readers would stall until the timeout)."""
+        if self.wedged:
+            return  # another transactional call would block behind the wedged one
         try:
             self.producer.abort_transaction(5.0)
         except KafkaException:
