@@ -78,6 +78,10 @@ def producer_config(settings: WorkerSettings, errors: ErrorWatch) -> dict[str, A
     config: dict[str, Any] = {
         "enable.idempotence": True,
         "linger.ms": 5,
+        # librdkafka's default (1,000,000) is below the broker's (1,048,588): without this, an input the broker
+        # accepted could not be dead-lettered, and the worker would stop on it again after every restart.
+        # The topics' max.message.bytes stay the real limit, with a clear error from the broker.
+        "message.max.bytes": 8 * 1024 * 1024,
         "error_cb": errors,
         **settings.common_config(),
     }

@@ -391,12 +391,8 @@ def test_thousands_of_poison_messages_reach_the_dlq_whole_and_the_worker_keeps_s
 
 @pytest.mark.integration
 @pytest.mark.chaos
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "known gap, to fix in stream/clients.py + worker.py: with librdkafka's default message.max.bytes (1,000,000) the "
-    "worker cannot produce the dead letter of an input the broker accepted (its default limit is 1,048,588): the "
-    "transaction fails, the worker stops, and a restart meets the same message"))
 def test_a_message_just_under_the_brokers_limit_is_dead_lettered_with_default_limits(worker_settings, read, start_worker, kafka_bootstrap):
-    """Pins the gap until it is fixed: then this passes, strict xfail fails the run, and the marker goes."""
+    """librdkafka's producer limit (1,000,000) is below the broker's (1,048,588): the worker raises its own."""
     worker = start_worker(worker_settings)  # default topics and client settings, as a user would run it
     producer = Producer({"bootstrap.servers": kafka_bootstrap, "message.max.bytes": 1_048_588})
     producer.produce(worker_settings.input_topic, b" " * 1_040_000, b"near-limit")
