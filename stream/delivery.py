@@ -41,10 +41,11 @@ log = logging.getLogger("anomstream.delivery")
 T = TypeVar("T")
 
 CALL_TIMEOUT_S = 10.0  # one transactional call; short so that the retry loop can check the stop flag
-# Retriable errors for this long in a row: stop, and let the successor resume from the last commit.
-# Kept short because after a broker restart librdkafka can stay stuck on a timed-out transactional call
-# ("Simultaneous ... API calls not allowed" on every retry; confluentinc/librdkafka#5456): fresh clients fix it.
-GIVE_UP_S = 30.0
+GIVE_UP_S = 60.0  # retriable errors for this long in a row: stop; the successor resumes from the last commit
+# After a broker restart librdkafka can stay stuck on a timed-out transactional call, answering every
+# retry with "Simultaneous ... API calls not allowed" (_CONFLICT; confluentinc/librdkafka#5456):
+# after this long, the producer is replaced (see ProducerWedged).
+WEDGED_AFTER_S = 20.0
 ATTEMPTS = 5  # aborted transactions, or failed deliveries, per batch before the worker stops
 STOP_GRACE_S = 10.0  # once stopping, how long to wait for Kafka to take the outputs still in hand
 HANG_MARGIN_S = 20.0  # a transactional call still running this long past its own timeout is wedged
@@ -52,6 +53,14 @@ HANG_MARGIN_S = 20.0  # a transactional call still running this long past its ow
 
 class DeliveryError(AnomstreamError):
     """Outputs could not be delivered; the worker stops without committing them."""
+
+
+class ProducerWedged(DeliveryError):
+    """librdkafka stopped returning from (or kept refusing to repeat) a transactional call.
+
+    Seen after a broker restart (confluentinc/librdkafka#5456, #5511). A fresh producer with the
+    same transactional id fences the stuck one and can redo the open transaction (`adopt`).
+    """
 
 
 @dataclass(slots=True)
@@ -118,13 +127,14 @@ class ExactlyOnce(Generic[T]):
         self._retrying("init_transactions", producer.init_transactions)
 
     def send(self, records: list[Record], offsets: list[TopicPartition], tally: T) -> None:
-        if self._opened is None:
-            self._retrying("begin_transaction", lambda _timeout: self.producer.begin_transaction())
-            self._opened = time.monotonic()
+        # Kept before anything can fail, so that a fresh producer can redo them (`adopt`).
         self._records.extend(records)
         for p in offsets:
             self._offsets[(p.topic, p.partition)] = max(p.offset, self._offsets.get((p.topic, p.partition), -1))
         self._tallies.append(tally)
+        if self._opened is None:
+            self._retrying("begin_transaction", lambda _timeout: self.producer.begin_transaction())
+            self._opened = time.monotonic()
         if self._doomed is None:
             try:
                 for record in records:
@@ -171,6 +181,19 @@ class ExactlyOnce(Generic[T]):
         except KafkaException as exc:
             self._doomed = _abortable(exc)
 
+    def adopt(self, stuck: ExactlyOnce[T]) -> None:
+        """Take over a wedged producer's open transaction: begin a new one with the same outputs and offsets."""
+        self._records, self._offsets, self._tallies = stuck._records, stuck._offsets, stuck._tallies
+        stuck._records, stuck._offsets, stuck._tallies = [], {}, []
+        if self._records or self._offsets:
+            self._retrying("begin_transaction", lambda _timeout: self.producer.begin_transaction())
+            self._opened = time.monotonic()
+            try:
+                for record in self._records:
+                    self._out.produce(record)
+            except KafkaException as exc:
+                self._doomed = _abortable(exc)
+
     def drop(self) -> None:
         """Partitions were lost: their new owner redoes these windows, so abort rather than commit."""
         if self._opened is not None:
@@ -190,6 +213,9 @@ class ExactlyOnce(Generic[T]):
                 if not error.retriable():
                     raise
                 waited = time.monotonic() - started
+                if error.code() == KafkaError._CONFLICT and waited > WEDGED_AFTER_S:
+                    self.wedged = True
+                    raise ProducerWedged(f"librdkafka keeps refusing to repeat {what} ({error.str()}).") from None
                 if self.stopping.is_set() or waited > GIVE_UP_S:
                     raise DeliveryError(
                         f"{what} kept failing for {waited:.0f} s ({error.str()}); stopping without committing."
@@ -203,9 +229,8 @@ class ExactlyOnce(Generic[T]):
 
         librdkafka can block in a transactional call far past its timeout when a coordinator
         vanished from metadata during a broker restart (confluentinc/librdkafka#5456, #5511;
-        seen here in send_offsets_to_transaction after an Apache Kafka restart). Nothing in this
-        process can unblock it, so the worker stops with exit 1 instead of hanging: its successor,
-        with fresh clients and the same transactional id, resumes from the last commit.
+        seen here in send_offsets_to_transaction after an Apache Kafka restart). Nothing can
+        unblock the call, so `ProducerWedged` tells the worker to replace the producer.
         """
         outcome: list[BaseException | None] = []
 
@@ -221,10 +246,7 @@ class ExactlyOnce(Generic[T]):
         thread.join(CALL_TIMEOUT_S + HANG_MARGIN_S)
         if not outcome:
             self.wedged = True
-            raise DeliveryError(
-                f"librdkafka has not returned from {what} in {CALL_TIMEOUT_S + HANG_MARGIN_S:.0f} s"
-                " (a known hang after a broker restart); exiting so that a restart resumes from the last commit."
-            )
+            raise ProducerWedged(f"librdkafka has not returned from {what} in {CALL_TIMEOUT_S + HANG_MARGIN_S:.0f} s.")
         if outcome[0] is not None:
             raise outcome[0]
 

@@ -17,6 +17,10 @@ WINDOWS_CONSUMED = Counter("anomstream_windows_consumed_total", "Messages read f
 WINDOWS_SCORED = Counter("anomstream_windows_scored_total", "Windows scored and published to the scores topic.")
 ANOMALIES = Counter("anomstream_anomalies_total", "Windows whose reconstruction error was above the threshold.")
 INVALID = Counter("anomstream_invalid_messages_total", "Messages sent to the dead-letter topic, by reason.", ["reason"])
+PRODUCER_REPLACEMENTS = Counter(
+    "anomstream_producer_replacements_total",
+    "Transactional producers replaced because librdkafka wedged in a transactional call (after broker restarts).",
+)
 MODEL_RELOADS = Counter("anomstream_model_reloads_total", "Hot reloads of the model artifact, by result.", ["result"])
 
 RECONSTRUCTION_ERROR = Histogram(

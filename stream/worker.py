@@ -19,7 +19,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from stream import clients, codec, metrics, verdict
 from stream.batcher import Batcher
-from stream.delivery import AtLeastOnce, ExactlyOnce, Record
+from stream.delivery import AtLeastOnce, ExactlyOnce, ProducerWedged, Record
 from stream.health import Health, serve
 from stream.live_model import Loaded, LiveModel
 from stream.settings import WorkerSettings
@@ -36,6 +36,7 @@ class Worker:
         self.http_port: int | None = None  # the bound port (useful with --metrics-port 0)
         self.batches = 0
         self.batches_committed = 0
+        self._stuck_producers: list[Any] = []
 
     def stop(self) -> None:
         """Signal-safe: only sets the flag the loop checks between batches."""
@@ -59,7 +60,7 @@ class Worker:
             self.model.watch(s.reload_interval_s)
             stack.callback(self.model.stop)
 
-            errors = clients.ErrorWatch(on_all_down=self._broker_down)
+            errors = self._errors = clients.ErrorWatch(on_all_down=self._broker_down)
             admin = clients.wait_for_broker(s.common_config(), s.startup_timeout_s, errors)
             self.health.broker_up = True
             topics = [s.input_topic, s.scores_topic, s.output_topic, s.dlq_topic]
@@ -73,7 +74,7 @@ class Worker:
                 if s.exactly_once
                 else AtLeastOnce(producer, consumer, self.stopping)
             )
-            stack.callback(producer.flush, 10.0)
+            stack.callback(lambda: self.delivery.producer.flush(10.0))  # the producer in use by then
             self.batcher = Batcher(consumer, s.max_batch, s.max_wait_ms)
             consumer.subscribe([s.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
             log.info("worker consuming %s as group %s (%s)", s.input_topic, s.group_id, s.delivery)
@@ -116,7 +117,10 @@ class Worker:
             produced_ms=np.fromiter((ts if kind else -1 for kind, ts in (m.timestamp() for m in messages)), np.float64, len(messages)),
             invalid=Counter(bad.reason for bad in batch.invalid),
         )
-        self.delivery.send(records, self.next_offsets(messages), tally)
+        try:
+            self.delivery.send(records, self.next_offsets(messages), tally)
+        except ProducerWedged as exc:
+            self._replace_producer(exc)  # the new producer's transaction holds this batch too
         self._timed("produce", stage)
         self.batches += 1
 
@@ -125,7 +129,11 @@ class Worker:
         if not (final or self.delivery.due()):
             return
         started = time.perf_counter()
-        committed = self.delivery.commit(wait=final)
+        try:
+            committed = self.delivery.commit(wait=final)
+        except ProducerWedged as exc:
+            self._replace_producer(exc)
+            committed = self.delivery.commit(wait=True)  # wedged again: it propagates, and the worker exits 1
         if committed:
             self._timed("commit", started)
             self.health.broker_up = True  # a commit proves it
@@ -133,6 +141,18 @@ class Worker:
             for tally in committed:
                 tally.publish(now)
             self.batches_committed += len(committed)
+
+    def _replace_producer(self, exc: ProducerWedged) -> None:
+        """A fresh transactional producer with the same id fences the stuck one and redoes its open transaction."""
+        stuck = self.delivery
+        log.warning("%s Replacing the producer and redoing the open transaction (%d outputs).", exc, len(stuck._records))
+        # Never freed: destroying a producer whose call is still stuck would block this thread.
+        self._stuck_producers.append(stuck.producer)
+        producer = clients.create(Producer, clients.producer_config(self.settings, self._errors))
+        fresh = ExactlyOnce(producer, stuck.consumer, stuck.commit_interval_s, self.stopping)
+        fresh.adopt(stuck)
+        self.delivery = fresh
+        metrics.PRODUCER_REPLACEMENTS.inc()
 
     @staticmethod
     def score(loaded: Loaded, batch: codec.Batch) -> np.ndarray:

@@ -98,7 +98,6 @@ def test_the_worker_rides_through_a_broker_restart_and_loses_nothing(delivery, b
     topics = make_topics(bootstrap)
     log = tmp_path / "worker.log"
     process, port = start_worker(ecg_artifact, bootstrap, topics, log, "--delivery", delivery)
-    restarts = 0
     try:
         wait_for(lambda: readyz(port) == 200, 120, "starting", process, log)
         kafka_io.produce(bootstrap, topics["input"], windows(ecg_split, 0, 3000))
@@ -113,15 +112,11 @@ def test_the_worker_rides_through_a_broker_restart_and_loses_nothing(delivery, b
         recovered_s = time.monotonic() - down
 
         kafka_io.produce(bootstrap, topics["input"], windows(ecg_split, 3000, 3000))
-        seen = ids(kafka_io, bootstrap, topics["scores"], 6000, timeout=90)
-        if len(seen) < 6000 and process.poll() is not None:
-            # librdkafka can wedge in a transactional call after a broker restart (see stream/delivery.py);
-            # the worker then exits 1 with a clear sentence, and its supervisor starts it again.
-            assert process.returncode == 1 and "exit" not in str(process.returncode), log.read_text()[-3000:]
-            assert "transaction" in log.read_text().splitlines()[-1], log.read_text()[-3000:]
-            restarts += 1
-            process, port = start_worker(ecg_artifact, bootstrap, topics, log, "--delivery", delivery)
-            seen = ids(kafka_io, bootstrap, topics["scores"], 6000)
+        seen = ids(kafka_io, bootstrap, topics["scores"], 6000)
+        assert process.poll() is None, f"the worker must ride through, not exit:\n{log.read_text()[-3000:]}"
+        # librdkafka can wedge in a transactional call after a restart (stream/delivery.py): then the
+        # worker replaces its producer in place. Reported, not required: it does not happen every time.
+        replaced = "Replacing the producer" in log.read_text()
     finally:
         stop(process)
     text = log.read_text()
@@ -131,7 +126,7 @@ def test_the_worker_rides_through_a_broker_restart_and_loses_nothing(delivery, b
         assert duplicated == 0, text[-3000:]
     assert "Kafka is reachable again" in text
     print(f"\nRELIABILITY broker restart {delivery}: windows=6000 lost=0 duplicated={duplicated} "
-          f"outage_to_ready={recovered_s:.1f}s worker_restarts={restarts}")
+          f"outage_to_ready={recovered_s:.1f}s producer_replaced={replaced} worker_restarts=0")
 
 
 def test_a_broker_that_comes_up_after_the_worker_is_waited_for(broker, ecg_artifact, ecg_split, kafka_io, tmp_path):

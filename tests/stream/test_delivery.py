@@ -97,3 +97,22 @@ def test_a_slow_output_pauses_consumption_with_bounded_memory_and_loses_nothing(
     assert committed_offset(kafka_bootstrap, worker_settings.group_id, topics["input"]) == windows
     print(f"\nRELIABILITY slow output {delivery}: windows={windows} batches_while_paused={batches_then} "
           f"queued_max={max(queued)} lost=0 duplicated={len(ids) - windows}")
+
+
+def test_a_replaced_producer_fences_the_stuck_one_and_redoes_its_transaction(ecg_split, worker_settings, topics, send, read, start_worker, kafka_bootstrap):
+    """What the worker does when librdkafka wedges (stream/delivery.py, ProducerWedged), triggered by hand here:
+    the open transaction's outputs are written again by a fresh producer; the stuck one's copy is aborted."""
+    from stream.delivery import ProducerWedged
+
+    worker = start_worker(worker_settings, max_batch=16, commit_interval_ms=60_000)
+    send(topics["input"], ecg_messages(ecg_split, 100))
+    assert len(read(topics["scores"], 100, committed_only=False, timeout=60)) == 100
+    stuck = worker.worker.delivery.producer
+    # The loop is idle (no input left, no commit due for 60 s), so the test thread may act for it.
+    worker.worker._replace_producer(ProducerWedged("(a test stands in for librdkafka)"))
+    assert worker.worker.delivery.producer is not stuck
+    assert len(read(topics["scores"], 200, committed_only=False, timeout=30)) == 200  # written twice, uncommitted
+    worker.stop()
+    ids = [json.loads(m.value())["id"] for m in read(topics["scores"], 100)]
+    assert sorted(ids) == sorted(f"w-{i}" for i in range(100))  # once each: the stuck producer's copy was aborted
+    assert committed_offset(kafka_bootstrap, worker_settings.group_id, topics["input"]) == 100
