@@ -172,6 +172,17 @@ class ExactlyOnce(Generic[T]):
 
     def _redo(self) -> None:
         self._retrying("abort_transaction", self.producer.abort_transaction)
+        self._replay()
+
+    def adopt(self, stuck: ExactlyOnce[T]) -> None:
+        """Take over a wedged producer's open transaction: begin a new one with the same outputs and offsets."""
+        self._records, self._offsets, self._tallies = stuck._records, stuck._offsets, stuck._tallies
+        stuck._records, stuck._offsets, stuck._tallies = [], {}, []
+        if self._records or self._offsets:
+            self._replay()
+
+    def _replay(self) -> None:
+        """Begin a transaction and produce every record kept for the open one again."""
         self._doomed = None
         self._retrying("begin_transaction", lambda _timeout: self.producer.begin_transaction())
         self._opened = time.monotonic()
@@ -180,19 +191,6 @@ class ExactlyOnce(Generic[T]):
                 self._out.produce(record)
         except KafkaException as exc:
             self._doomed = _abortable(exc)
-
-    def adopt(self, stuck: ExactlyOnce[T]) -> None:
-        """Take over a wedged producer's open transaction: begin a new one with the same outputs and offsets."""
-        self._records, self._offsets, self._tallies = stuck._records, stuck._offsets, stuck._tallies
-        stuck._records, stuck._offsets, stuck._tallies = [], {}, []
-        if self._records or self._offsets:
-            self._retrying("begin_transaction", lambda _timeout: self.producer.begin_transaction())
-            self._opened = time.monotonic()
-            try:
-                for record in self._records:
-                    self._out.produce(record)
-            except KafkaException as exc:
-                self._doomed = _abortable(exc)
 
     def drop(self) -> None:
         """Partitions were lost: their new owner redoes these windows, so abort rather than commit."""
