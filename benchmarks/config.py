@@ -13,9 +13,6 @@ from typing import Any
 PHASES = ("throughput", "naive", "latency", "memory", "scaleout")
 MODES = ("exactly-once", "at-least-once")
 FORMATS = ("json", "f32")
-# At-least-once commits stored offsets in the background, every auto.commit.interval.ms (librdkafka's default:
-# 5 s). The throughput clock stops on committed offsets, so those runs commit every 100 ms instead.
-ALO_COMMIT_INTERVAL = {"auto.commit.interval.ms": "100"}
 # Tansu's first group join waits about half the session timeout (45 s by default).
 TANSU_SESSION = {"session.timeout.ms": "6000", "heartbeat.interval.ms": "1000"}
 

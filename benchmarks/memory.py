@@ -97,6 +97,10 @@ def _memory_summary(samples: list[tuple[float, int, int]], progress: list[tuple[
     half = next((t for t, n in progress if n >= total / 2), None)
     end = next((t for t, n in progress if n >= total), None)
     second_half = [r for t, r, _ in samples if half is not None and end is not None and half <= t <= end]
+    if not second_half and end is not None:
+        # A short drain can fall between two 100 ms samples: then the sample nearest its end stands for it.
+        nearest = min(samples, key=lambda s: abs(s[0] - end), default=None)
+        second_half = [nearest[1]] if nearest is not None else []
     ready = steps.get("ready", 0.0)
     at_ready = [r for t, r, _ in samples if t <= ready]
     return {

@@ -198,8 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         worker = procs.WorkerProcess(
             ["--model", str(model), "--bootstrap-servers", bootstrap, "--input-topic", topic, "--scores-topic", outputs["scores"],
              "--output-topic", outputs["anomalies"], "--dlq-topic", outputs["dlq"], "--group-id", group, "--delivery", args.delivery,
-             "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms),
-             *(["-X", "auto.commit.interval.ms=100"] if args.delivery == "at-least-once" else []), *args.worker_arg]
+             "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms), *args.worker_arg]
         ).start()  # fmt: skip
         stack.callback(worker.cleanup)
         worker.wait_ready()

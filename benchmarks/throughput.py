@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from benchmarks import procs
 from benchmarks.backlog import CommittedOffsets, end_offsets, wait_committed
-from benchmarks.config import ALO_COMMIT_INTERVAL, FORMATS, MODES
+from benchmarks.config import FORMATS, MODES
 from benchmarks.stats import median, slope
 from stream import console
 
@@ -65,7 +65,7 @@ def run(bench: Bench) -> None:
         "(polled every 20 ms); median of the repeats. windows_per_s_10_90 is the rate between 10% and 90% "
         "committed: the steady state, without the join and the tail (a last, partial batch waits up to "
         "stream.batcher.IDLE_POLL_S = 0.5 s for more messages before it is processed)",
-        "at_least_once_overrides": ALO_COMMIT_INTERVAL,
+        "commit_interval_ms": "the worker's --commit-interval-ms default (100) in both modes",
         "runs": rows,
     }
 
@@ -77,7 +77,7 @@ def _drain_in_process(bench: Bench, variant: str, fmt: str, mode: str, repeat: i
     topic, count = bench.backlogs[fmt]["topic"], bench.windows
     outputs = bench.topics.outputs(f"{variant}-{fmt}")
     group = f"bench-{bench.run_id}-{variant}-{fmt}-{mode}-{repeat}"
-    settings = bench.worker_settings(topic, outputs, group, mode, ALO_COMMIT_INTERVAL if mode == "at-least-once" else None)
+    settings = bench.worker_settings(topic, outputs, group, mode)
     worker = (PassthroughWorker if variant == "passthrough" else TimedWorker)(settings)
     scored0, invalid0 = metrics.WINDOWS_SCORED._value.get(), sum(
         s.value for s in next(iter(metrics.INVALID.collect())).samples if s.name.endswith("_total")
