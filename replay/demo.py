@@ -141,7 +141,9 @@ def _embedded_broker(stack: ExitStack) -> str:
 def _send_malformed(config: dict[str, Any], topic: str) -> None:
     from confluent_kafka import Producer
 
-    producer = Producer(config)
+    from stream import clients
+
+    producer = clients.create(Producer, config)
     for key, value, headers in MALFORMED:
         producer.produce(topic, value, key, headers=headers)
     if producer.flush(30):
@@ -152,7 +154,10 @@ def _count(config: dict[str, Any], topic: str, expected: int) -> int:
     # Dead letters carry the original value, so count raw messages rather than verdict ids.
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-    consumer = Consumer({**config, "group.id": f"demo-dlq-{uuid.uuid4().hex[:6]}", "isolation.level": "read_committed"})
+    from stream import clients
+
+    group = f"demo-dlq-{uuid.uuid4().hex[:6]}"
+    consumer = clients.create(Consumer, {**config, "group.id": group, "isolation.level": "read_committed"})
     consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
     seen = 0
     deadline = time.monotonic() + 20

@@ -18,7 +18,7 @@ import numpy as np
 from confluent_kafka import KafkaError, Producer
 
 from models.data import Dataset, split
-from stream import codec
+from stream import clients, codec
 from stream.errors import AnomstreamError
 
 log = logging.getLogger("anomstream.replay")
@@ -151,7 +151,7 @@ def replay(
         if advance:
             advance(1)
 
-    producer = Producer({"enable.idempotence": True, "linger.ms": 5, "compression.type": "lz4", **config})
+    producer = clients.create(Producer, {"enable.idempotence": True, "linger.ms": 5, "compression.type": "lz4", **config})
     bucket = TokenBucket(rate)
     started = time.monotonic()
     for key, value, headers in messages(dataset, selection, fmt):

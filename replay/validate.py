@@ -22,6 +22,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPar
 
 from models.evaluate import Evaluation, evaluate
 from replay import sweep
+from stream import clients
 from stream.errors import ConfigError
 
 log = logging.getLogger("anomstream.validate")
@@ -45,14 +46,15 @@ def collect(
     timeout_s: float,
     advance: Callable[..., None] | None = None,
 ) -> Collected:
-    consumer = Consumer(
+    consumer = clients.create(
+        Consumer,
         {
             **config,
             "group.id": f"anomstream-validate-{uuid.uuid4().hex[:8]}",
             "isolation.level": "read_committed",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
-        }
+        },
     )
     try:
         metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)

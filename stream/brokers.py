@@ -55,13 +55,6 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-class _QuietLibrdkafkaLog:
-    """librdkafka ``logger``: readiness probes expect refused connections, so log them at DEBUG."""
-
-    def log(self, level: int, msg: str, *args: Any, **kwargs: Any) -> None:
-        log.debug("probe: " + msg, *args)
-
-
 def wait_until_ready(
     bootstrap: str,
     timeout: float,
@@ -77,9 +70,10 @@ def wait_until_ready(
     from confluent_kafka import KafkaException, Producer
     from confluent_kafka.admin import AdminClient
 
+    from stream import clients  # quiet: a probe expects refused connections, so librdkafka's lines go at DEBUG
+
     deadline = time.monotonic() + timeout
-    quiet = _QuietLibrdkafkaLog()
-    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": quiet})
+    admin = clients.create(AdminClient, {"bootstrap.servers": bootstrap}, quiet=True)
     while True:
         if alive is not None and not alive():
             raise BrokerError(f"The broker process exited before {bootstrap} answered: see its log below.")
@@ -93,8 +87,8 @@ def wait_until_ready(
         time.sleep(0.2)
     if not transactions:
         return
-    producer = Producer(
-        {"bootstrap.servers": bootstrap, "transactional.id": READINESS_TRANSACTIONAL_ID, "logger": quiet}
+    producer = clients.create(
+        Producer, {"bootstrap.servers": bootstrap, "transactional.id": READINESS_TRANSACTIONAL_ID}, quiet=True
     )
     try:
         producer.init_transactions(max(1.0, deadline - time.monotonic()))

@@ -1,9 +1,14 @@
-"""Kafka clients for the worker: configuration, waiting for the broker, checking topics."""
+"""Kafka clients for the worker: configuration, waiting for the broker, checking topics.
+
+Every client the product builds goes through :func:`create`, which routes librdkafka's own log lines
+(``%3|...|FAIL|...``) through Python logging, so they never print raw on stderr after our last sentence.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +21,7 @@ from stream.errors import AnomstreamError, ConfigError
 from stream.settings import WorkerSettings, redact
 
 log = logging.getLogger("anomstream.kafka")
+LIBRDKAFKA_LOG = logging.getLogger("anomstream.librdkafka")  # librdkafka's own lines, via `create`
 
 AUTH_ERRORS = {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED, KafkaError.TOPIC_AUTHORIZATION_FAILED}
 
@@ -112,10 +118,52 @@ def on_statistics(topic: str, on_brokers: Callable[[bool], None] | None = None) 
     return handle
 
 
-def create(kind: Callable[[dict[str, Any]], Any], config: dict[str, Any]) -> Any:
-    """Build a client; a property librdkafka rejects (a typo in -X) is a configuration error."""
+class LibrdkafkaLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """confluent-kafka's `logger`: it maps librdkafka's syslog levels to logging's (3 FAIL -> ERROR,
+    4 CONFWARN -> WARNING, 5-6 -> INFO, 7 -> DEBUG) and calls `.log` only when the client is polled.
+
+    Capped at `ceiling`: librdkafka retries what it reports (a refused connection is an ERROR to it),
+    and our own code decides, and says in one sentence, what is fatal. A line repeated within
+    `REPEAT_S` goes at DEBUG: a refused connection is retried dozens of times a second.
+    """
+
+    REPEAT_S = 10.0
+
+    def __init__(self, ceiling: int) -> None:
+        super().__init__(LIBRDKAFKA_LOG, {})
+        self.ceiling = ceiling
+        self._shown: dict[tuple[Any, ...], float] = {}  # (facility, client, text) -> when last logged above DEBUG
+        self._lock = threading.Lock()  # clients may be polled from several threads (the demo, tests)
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        level = min(level, self.ceiling)
+        if level > logging.DEBUG and self._repeated(args):
+            level = logging.DEBUG
+        super().log(level, msg, *args, **kwargs)
+
+    def _repeated(self, line: tuple[Any, ...]) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            shown = self._shown.get(line)
+            if shown is not None and now - shown < self.REPEAT_S:
+                return True
+            if len(self._shown) >= 1000:  # bounded: lines carry addresses and durations
+                self._shown.clear()
+            self._shown[line] = now
+            return False
+
+
+ROUTED = LibrdkafkaLog(logging.WARNING)
+QUIET = LibrdkafkaLog(logging.DEBUG)  # readiness probes: refused connections are expected there
+
+
+def create(kind: Callable[[dict[str, Any]], Any], config: dict[str, Any], *, quiet: bool = False) -> Any:
+    """Build a client whose librdkafka log goes through `anomstream.librdkafka` (at DEBUG if `quiet`);
+    a property librdkafka rejects (a typo in -X) is a configuration error.
+
+    The logger is added here, never to a config dict, which may be logged or serialised."""
     try:
-        return kind(config)
+        return kind({**config, "logger": QUIET if quiet else ROUTED})
     except (KafkaException, ValueError, TypeError) as exc:
         reason = exc.args[0].str() if exc.args and isinstance(exc.args[0], KafkaError) else str(exc)
         raise ConfigError(f"Kafka client configuration rejected: {reason} (check -X and --kafka-config).") from None

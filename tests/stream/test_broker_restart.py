@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -125,6 +126,9 @@ def test_the_worker_rides_through_a_broker_restart_and_loses_nothing(delivery, b
     if delivery == "exactly-once":
         assert duplicated == 0, text[-3000:]
     assert "Kafka is reachable again" in text
+    # The outage shows as librdkafka's lines through our logging (at WARNING), never raw (`%3|<ts>|FAIL|...`).
+    assert re.search(r" WARNING anomstream\.librdkafka: FAIL \[anomstream-worker#(producer|consumer)-\d+\] ", text), text[-3000:]
+    assert not re.search(r"^%\d\|", text, re.MULTILINE), text[-3000:]
     print(f"\nRELIABILITY broker restart {delivery}: windows=6000 lost=0 duplicated={duplicated} "
           f"outage_to_ready={recovered_s:.1f}s producer_replaced={replaced} worker_restarts=0")
 

@@ -207,12 +207,15 @@ def test_replay_worker_and_validate_score_end_to_end_over_scram(
     texts = {"worker stdout": out.read_text(), "worker stderr": logs, "/metrics": body, "replay": replayed.stdout + replayed.stderr,
              "validate": validated.stdout + validated.stderr}  # fmt: skip
     assert [where for where, text in texts.items() if PASSWORD in text] == []
+    assert [where for where, text in texts.items() if re.search(r"^%\d\|", text, re.MULTILINE)] == [], "raw librdkafka lines"
 
 
-def our_lines(stderr: str) -> list[str]:
-    """stderr without librdkafka's own log lines (`%3|<ts>|FAIL|...`): its threads may print them
-    after our final sentence, as the client is torn down on exit."""
-    return [line for line in stderr.strip().splitlines() if not re.match(r"%\d\|", line)]
+def stderr_lines(stderr: str) -> list[str]:
+    """stderr's lines, none of them librdkafka's own raw log lines (`%3|<ts>|FAIL|...`): those go through
+    our logging (stream.clients.create), so none can print after our final sentence as a client is torn down."""
+    lines = stderr.strip().splitlines()
+    assert [line for line in lines if re.match(r"%\d\|", line)] == [], stderr[-3000:]
+    return lines
 
 
 def refused(command: str, sasl: SaslKafka) -> re.Pattern[str]:
@@ -240,7 +243,7 @@ def test_worker_with_a_wrong_password_fails_fast_with_one_sentence_and_writes_no
     done = run(worker_command(ecg_artifact, sasl_kafka, sasl_topics, auth_args("-X", WRONG, tmp_path)), timeout=STARTUP_TIMEOUT_S + 60)
     ended = time.time()
     assert done.returncode == 2, done.stderr[-3000:]
-    lines = our_lines(done.stderr)
+    lines = stderr_lines(done.stderr)
     assert refused("worker", sasl_kafka).fullmatch(lines[-1]), lines[-1]
     assert [line for line in lines if line.startswith("anomstream worker:")] == [lines[-1]]
     assert "Traceback" not in done.stderr and done.stdout == ""
@@ -264,7 +267,7 @@ def test_replay_and_validate_with_a_wrong_password_fail_fast_with_one_sentence(
     done = run(cli(command, "--data", ecg_csv, "--limit", "20", "--bootstrap-servers", sasl_kafka.bootstrap, *where, *auth, "--json"))
     elapsed = time.monotonic() - started
     assert done.returncode == 2, done.stderr[-3000:]
-    last = our_lines(done.stderr)[-1]
+    last = stderr_lines(done.stderr)[-1]
     assert refused(command, sasl_kafka).fullmatch(last), last
     assert "Traceback" not in done.stderr and done.stdout == ""
     assert WRONG not in done.stderr

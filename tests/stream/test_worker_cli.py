@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -93,6 +94,9 @@ def test_unreachable_broker_waits_then_fails_clearly(ecg_artifact, topics):
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith(f"anomstream worker: Kafka at {address} did not answer within 4 s")
     assert last.endswith("check --bootstrap-servers and that the broker is up.")
+    # librdkafka's own lines go through our logging (at WARNING: it retries), never raw (`%3|<ts>|FAIL|...`).
+    assert re.search(r" WARNING anomstream\.librdkafka: FAIL \[anomstream-worker#producer-\d+\] .*Connection refused", done.stderr)
+    assert not re.search(r"^%\d\|", done.stderr, re.MULTILINE), done.stderr[-3000:]
     assert time.monotonic() - started < 60
 
 
