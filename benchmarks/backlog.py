@@ -21,7 +21,7 @@ import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from stream import codec
+from stream import clients, codec
 
 log = logging.getLogger("anomstream.bench")
 
@@ -101,7 +101,7 @@ def produce_backlog(
         if error is not None:
             failed.append(error.str())
 
-    producer = Producer(settings)
+    producer = clients.create(Producer, settings)
     if transactional:
         producer.init_transactions(30)
         producer.begin_transaction()
@@ -140,7 +140,7 @@ class Topics:
     """Creates uniquely named topics and deletes them at the end (best effort)."""
 
     def __init__(self, config: dict[str, Any], run: str) -> None:
-        self.admin = AdminClient(config)
+        self.admin = clients.create(AdminClient, config)
         self.run = run
         self.created: list[str] = []
 
@@ -178,7 +178,7 @@ class Topics:
 
 def end_offsets(config: dict[str, Any], topic: str) -> list[TopicPartition]:
     """The high watermark of every partition (for a transactional backlog: once committed)."""
-    consumer = Consumer({**config, "group.id": f"bench-probe-{uuid.uuid4().hex[:6]}", "enable.auto.commit": False})
+    consumer = clients.create(Consumer, {**config, "group.id": f"bench-probe-{uuid.uuid4().hex[:6]}", "enable.auto.commit": False})
     try:
         meta = consumer.list_topics(topic, timeout=30).topics[topic]
         ends = []
@@ -196,8 +196,8 @@ class CommittedOffsets:
     def __init__(self, config: dict[str, Any], group_id: str, partitions: list[TopicPartition]) -> None:
         # read_uncommitted: do not wait for pending transactional offset commits (require_stable); we want
         # the offsets the group coordinator holds as committed right now.
-        self.consumer = Consumer(
-            {**config, "group.id": group_id, "enable.auto.commit": False, "isolation.level": "read_uncommitted"}
+        self.consumer = clients.create(
+            Consumer, {**config, "group.id": group_id, "enable.auto.commit": False, "isolation.level": "read_uncommitted"}
         )
         self.partitions = [TopicPartition(p.topic, p.partition) for p in partitions]
 
@@ -246,7 +246,7 @@ def wait_committed(
 
 def read_topic(config: dict[str, Any], topic: str, timeout_s: float = 0.5) -> Iterator[Any]:
     """Every message of `topic` as a read_committed reader sees it, until `timeout_s` of silence."""
-    consumer = Consumer({**config, "group.id": f"bench-reader-{uuid.uuid4().hex[:6]}", "enable.auto.commit": False,
+    consumer = clients.create(Consumer, {**config, "group.id": f"bench-reader-{uuid.uuid4().hex[:6]}", "enable.auto.commit": False,
                          "isolation.level": "read_committed", "auto.offset.reset": "earliest"})  # fmt: skip
     try:
         partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions

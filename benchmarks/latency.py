@@ -25,7 +25,7 @@ import numpy as np
 from benchmarks import procs
 from benchmarks.stats import percentiles
 from benchmarks.targets import throughput_rate
-from stream import console
+from stream import clients, console
 
 if TYPE_CHECKING:
     from benchmarks.harness import Bench
@@ -72,7 +72,7 @@ def _latency_worker(bench: Bench, mode: str, max_wait: int, rates: list[float], 
     outputs = bench.topics.outputs(f"lat-{mode[:2]}-{max_wait}")
     group = f"bench-{bench.run_id}-lat-{mode}-{max_wait}"
     worker = procs.WorkerProcess(bench.worker_args(topic, outputs, group, mode, max_wait)).start()
-    reader = Consumer({**bench.kafka, "group.id": f"bench-lat-reader-{uuid.uuid4().hex[:6]}", "enable.auto.commit": False,
+    reader = clients.create(Consumer, {**bench.kafka, "group.id": f"bench-lat-reader-{uuid.uuid4().hex[:6]}", "enable.auto.commit": False,
                        "isolation.level": "read_committed", "fetch.wait.max.ms": 10})  # fmt: skip
     reader.assign([TopicPartition(outputs["scores"], 0, 0)])
     rows = []

@@ -21,6 +21,8 @@ from typing import Any
 
 from confluent_kafka import Producer
 
+from stream import clients
+
 # replay's producer (idempotent, lz4, linger.ms 5): what a user replaying at a fixed rate gets.
 PRODUCER = {"enable.idempotence": True, "linger.ms": 5, "compression.type": "lz4"}
 
@@ -52,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             failed += 1
 
-    producer = Producer({**PRODUCER, "bootstrap.servers": args.bootstrap_servers})
+    producer = clients.create(Producer, {**PRODUCER, "bootstrap.servers": args.bootstrap_servers})
     total = int(args.rate * args.seconds)
     prefix = args.prefix.encode()
     sent = 0

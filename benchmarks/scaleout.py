@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from benchmarks import procs
 from benchmarks.backlog import CommittedOffsets, end_offsets, wait_committed
 from benchmarks.stats import slope
-from stream import console
+from stream import clients, console
 
 if TYPE_CHECKING:
     from benchmarks.harness import Bench
@@ -101,7 +101,7 @@ def _wait_stable(bench: Bench, group: str, members: int, timeout_s: float = 60.0
     """Every worker is ready (so assigned); confirm with describe_consumer_groups: all members, 4 partitions."""
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient(bench.kafka)
+    admin = clients.create(AdminClient, bench.kafka)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:

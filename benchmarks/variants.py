@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from stream import codec, metrics
+from stream import clients, codec, metrics
 from stream.delivery import Record
 from stream.worker import Worker
 
@@ -143,9 +143,9 @@ def naive(config: dict[str, Any], topic: str, output_topic: str, model_dir: Path
     metadata, scorer = artifact.scorer(model_dir)
     model, normalisation, threshold = scorer.model, scorer.normalisation, metadata.threshold.value
     model.predict(np.zeros((1, metadata.window_length), dtype=np.float32), verbose=0)  # warm, as the worker warms up
-    consumer = Consumer({**config, "group.id": f"bench-naive-{uuid.uuid4().hex[:6]}", "auto.offset.reset": "earliest"})
+    consumer = clients.create(Consumer, {**config, "group.id": f"bench-naive-{uuid.uuid4().hex[:6]}", "auto.offset.reset": "earliest"})
     consumer.assign([TopicPartition(topic, 0, 0)])
-    producer = Producer(config)
+    producer = clients.create(Producer, config)
     done = 0
     first: float | None = None
     deadline = time.monotonic() + timeout_s
