@@ -12,20 +12,20 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import yaml
+
+from tests.worker_process import WORKER, WorkerProcess, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 WINDOW = 32
@@ -125,17 +125,6 @@ def worker_topics(new_topic: Callable[..., str]) -> dict[str, str]:
     return {"input": new_topic(partitions=2), "scores": new_topic(), "anomalies": new_topic(), "dlq": new_topic()}
 
 
-@dataclass
-class WorkerProcess:
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
 @pytest.fixture
 def worker_delivery() -> str:
     """The worker's --delivery; a test overrides it with @pytest.mark.parametrize("worker_delivery", ...)."""
@@ -167,31 +156,12 @@ def worker_process(
         "ANOMSTREAM_LOG_LEVEL": "INFO",
     }
     log = tmp_path / "worker.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen([sys.executable, "-m", "stream", "worker"], env=env, cwd=REPO, stdout=sink, stderr=subprocess.STDOUT)
-    worker = WorkerProcess(process, port, log)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the worker exited with {process.returncode}:\n{log.read_text()[-3000:]}", pytrace=False)
-            try:
-                if get(worker.url + "/readyz", timeout=2)[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the worker was not ready after 120 s:\n{log.read_text()[-3000:]}", pytrace=False)
-            time.sleep(0.25)
+    with WorkerProcess(WORKER, log, port, env=env, stdout=log) as worker:
+        try:
+            worker.wait_ready(120)
+        except AssertionError as error:  # a set-up failure: the log's tail says it all, not a traceback
+            pytest.fail(str(error), pytrace=False)
         yield worker
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
 
 
 class Prometheus:
@@ -248,13 +218,7 @@ class Prometheus:
         return [rule for group in self.api("rules")["groups"] for rule in group["rules"]]
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process, 20)
 
 
 @pytest.fixture

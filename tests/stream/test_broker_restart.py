@@ -5,11 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +15,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from stream import codec
 from stream.apache_kafka import ApacheKafka
-from stream.brokers import free_port
+from tests.worker_process import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
@@ -42,45 +38,12 @@ def make_topics(bootstrap: str, partitions: int = 2) -> dict[str, str]:
     return names
 
 
-def start_worker(model: Path, bootstrap: str, topics: dict[str, str], log: Path, *extra: str) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    command = [
-        sys.executable, "-m", "stream", "worker", "--model", str(model), "--bootstrap-servers", bootstrap,
-        "--input-topic", topics["input"], "--scores-topic", topics["scores"], "--output-topic", topics["anomalies"],
-        "--dlq-topic", topics["dlq"], "--group-id", "restart", "--transactional-id", "restart-replica-0",
-        "--max-batch", "64", "--max-wait-ms", "5", "--metrics-host", "127.0.0.1", "--metrics-port", str(port),
-        "-X", "session.timeout.ms=6000", *extra,
-    ]  # fmt: skip
-    env = {**os.environ, "ANOMSTREAM_LOG_LEVEL": "INFO"}
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log.open("a"), env=env), port
-
-
-def stop(process: subprocess.Popen) -> None:
-    """SIGTERM, then SIGKILL: a wedged worker must not outlive the test."""
-    process.terminate()
-    try:
-        process.wait(60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(10)
-
-
-def readyz(port: int) -> int:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
-    except OSError:
-        return 0
-
-
-def wait_for(predicate, timeout: float, what: str, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert process.poll() is None, f"the worker exited ({process.returncode}) while {what}:\n{log.read_text()[-3000:]}"
-        assert time.monotonic() < deadline, f"timed out while {what}:\n{log.read_text()[-3000:]}"
-        time.sleep(0.2)
+def start_worker(model: Path, bootstrap: str, topics: dict[str, str], log: Path, *extra: str) -> WorkerProcess:
+    return WorkerProcess.start(
+        model, bootstrap, topics, "restart", log, "--transactional-id", "restart-replica-0",
+        "--max-batch", "64", "--max-wait-ms", "5", "-X", "session.timeout.ms=6000", *extra,
+        env={**os.environ, "ANOMSTREAM_LOG_LEVEL": "INFO"},
+    )  # fmt: skip
 
 
 def windows(split, start: int, count: int) -> list[tuple[bytes, bytes, None]]:
@@ -98,28 +61,25 @@ def test_the_worker_rides_through_a_broker_restart_and_loses_nothing(delivery, b
     bootstrap = broker.bootstrap_servers
     topics = make_topics(bootstrap)
     log = tmp_path / "worker.log"
-    process, port = start_worker(ecg_artifact, bootstrap, topics, log, "--delivery", delivery)
-    try:
-        wait_for(lambda: readyz(port) == 200, 120, "starting", process, log)
+    with start_worker(ecg_artifact, bootstrap, topics, log, "--delivery", delivery) as worker:
+        worker.wait_ready(120)
         kafka_io.produce(bootstrap, topics["input"], windows(ecg_split, 0, 3000))
         assert sum(ids(kafka_io, bootstrap, topics["scores"], 3000).values()) >= 3000
 
         down = time.monotonic()
         broker._terminate()  # a clean stop, as in a rolling restart; the log dir stays
-        wait_for(lambda: readyz(port) == 503, 60, "waiting for /readyz to report the outage", process, log)
+        worker.wait_for(lambda: worker.readyz() == 503, 60, "waiting for /readyz to report the outage")
         time.sleep(3)
         broker.start()
-        wait_for(lambda: readyz(port) == 200, 120, "waiting for /readyz to recover", process, log)
+        worker.wait_for(lambda: worker.readyz() == 200, 120, "waiting for /readyz to recover")
         recovered_s = time.monotonic() - down
 
         kafka_io.produce(bootstrap, topics["input"], windows(ecg_split, 3000, 3000))
         seen = ids(kafka_io, bootstrap, topics["scores"], 6000)
-        assert process.poll() is None, f"the worker must ride through, not exit:\n{log.read_text()[-3000:]}"
+        assert worker.process.poll() is None, f"the worker must ride through, not exit:\n{worker.log_tail()}"
         # librdkafka can wedge in a transactional call after a restart (stream/delivery.py): then the
         # worker replaces its producer in place. Reported, not required: it does not happen every time.
         replaced = "Replacing the producer" in log.read_text()
-    finally:
-        stop(process)
     text = log.read_text()
     assert set(seen) == {f"w-{i}" for i in range(6000)}, text[-3000:]  # 0 lost
     duplicated = sum(seen.values()) - len(seen)
@@ -138,14 +98,11 @@ def test_a_broker_that_comes_up_after_the_worker_is_waited_for(broker, ecg_artif
     topics = make_topics(bootstrap)
     broker._terminate()
     log = tmp_path / "worker.log"
-    process, port = start_worker(ecg_artifact, bootstrap, topics, log, "--startup-timeout-s", "180")
-    try:
-        wait_for(lambda: "waiting for Kafka" in log.read_text(), 120, "waiting for the first retry", process, log)
+    with start_worker(ecg_artifact, bootstrap, topics, log, "--startup-timeout-s", "180") as worker:
+        worker.wait_for(lambda: "waiting for Kafka" in log.read_text(), 120, "waiting for the first retry")
         broker.start()
-        wait_for(lambda: readyz(port) == 200, 120, "starting once the broker is back", process, log)
+        worker.wait_for(lambda: worker.readyz() == 200, 120, "starting once the broker is back")
         kafka_io.produce(bootstrap, topics["input"], windows(ecg_split, 0, 1000))
         seen = ids(kafka_io, bootstrap, topics["scores"], 1000)
-    finally:
-        stop(process)
     assert set(seen) == {f"w-{i}" for i in range(1000)}
     assert sum(seen.values()) == 1000

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import json
 import random
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -16,7 +12,7 @@ import numpy as np
 import pytest
 
 from stream import codec
-from stream.brokers import free_port
+from tests.worker_process import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
@@ -24,18 +20,13 @@ WINDOWS = 20_000
 KILLS = 5
 
 
-def start(model: Path, bootstrap: str, topics: dict[str, str], group: str, delivery: str, log: Path) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    command = [
-        sys.executable, "-m", "stream", "worker", "--model", str(model), "--bootstrap-servers", bootstrap,
-        "--input-topic", topics["input"], "--scores-topic", topics["scores"], "--output-topic", topics["anomalies"],
-        "--dlq-topic", topics["dlq"], "--group-id", group, "--delivery", delivery,
+def start(model: Path, bootstrap: str, topics: dict[str, str], group: str, delivery: str, log: Path) -> WorkerProcess:
+    return WorkerProcess.start(
+        model, bootstrap, topics, group, log, "--delivery", delivery,
         # A stable id per replica: the restarted worker fences its crashed predecessor at once.
         "--transactional-id", f"{group}-replica-0",
-        "--max-batch", "64", "--max-wait-ms", "5", "--metrics-host", "127.0.0.1", "--metrics-port", str(port),
-        "-X", "session.timeout.ms=6000",
-    ]
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log.open("a")), port
+        "--max-batch", "64", "--max-wait-ms", "5", "-X", "session.timeout.ms=6000",
+    )  # fmt: skip
 
 
 def committed(bootstrap: str, group: str, topic: str) -> int:
@@ -55,20 +46,6 @@ def window_id(message) -> str:
     return json.loads(message.value())["id"]
 
 
-def wait_ready(process: subprocess.Popen, port: int, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "worker died during start-up"
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("worker never became ready")
-
-
 @pytest.mark.parametrize("delivery", ["exactly-once", "at-least-once"])
 def test_kill_9_at_random_points_loses_nothing(delivery, ecg_artifact, ecg_split, kafka_bootstrap, topics, send, read, tmp_path):
     rng = random.Random(7)
@@ -79,23 +56,18 @@ def test_kill_9_at_random_points_loses_nothing(delivery, ecg_artifact, ecg_split
     group = f"chaos-{delivery}"
     kills_mid_stream = 0
     for _ in range(KILLS):
-        process, port = start(ecg_artifact, kafka_bootstrap, topics, group, delivery, log)
+        worker = start(ecg_artifact, kafka_bootstrap, topics, group, delivery, log)
         try:
-            wait_ready(process, port)
+            worker.wait_ready()
             time.sleep(rng.uniform(0.1, 0.8))
         finally:
-            process.send_signal(signal.SIGKILL)
-            process.wait(30)
+            worker.kill()
         kills_mid_stream += committed(kafka_bootstrap, group, topics["input"]) < WINDOWS
     assert kills_mid_stream >= 3, "the kills should land while windows are still being scored"
 
-    process, port = start(ecg_artifact, kafka_bootstrap, topics, group, delivery, log)
-    try:
-        wait_ready(process, port)
+    with start(ecg_artifact, kafka_bootstrap, topics, group, delivery, log) as worker:
+        worker.wait_ready()
         verdicts = read(topics["scores"], WINDOWS, timeout=300, distinct=window_id)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(60)
     counts = Counter(window_id(m) for m in verdicts)
     lost = WINDOWS - len(counts)
     duplicated = sum(n - 1 for n in counts.values())

@@ -5,13 +5,8 @@ from __future__ import annotations
 
 import json
 import re
-import signal
-import subprocess
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -25,7 +20,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from stream import codec
-from stream.brokers import free_port
+from tests.worker_process import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
@@ -43,8 +38,7 @@ class Replica:
 
     name: str
     client_id: str
-    process: subprocess.Popen
-    port: int
+    worker: WorkerProcess
 
 
 def start(
@@ -52,23 +46,16 @@ def start(
     transaction_timeout_ms: int | None = None,
 ) -> Replica:
     """A real `anomstream worker` process (as deployed), its stderr kept in `logs` for a failure report."""
-    port = free_port()
     client_id = f"{group}-{name}"
-    log = logs / f"worker-{name}.log"
-    command = [
-        sys.executable, "-m", "stream", "worker", "--model", str(model), "--bootstrap-servers", bootstrap,
-        "--input-topic", topics["input"], "--scores-topic", topics["scores"], "--output-topic", topics["anomalies"],
-        "--dlq-topic", topics["dlq"], "--group-id", group, "--delivery", "exactly-once",
-        "--transactional-id", client_id,  # stable, one per replica
-        "--max-batch", "64", "--max-wait-ms", "5", "--metrics-host", "127.0.0.1", "--metrics-port", str(port),
+    extra = [
+        "--delivery", "exactly-once", "--transactional-id", client_id,  # stable, one per replica
+        "--max-batch", "64", "--max-wait-ms", "5",
         # Quick rebalances: a dead member is noticed after 6 s (the broker's minimum), not 45 s.
         "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=1000", "-X", f"client.id={client_id}",
     ]
     if transaction_timeout_ms is not None:
-        command += ["-X", f"transaction.timeout.ms={transaction_timeout_ms}"]
-    with log.open("a") as stderr:  # the child keeps its own copy of the descriptor
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
-    return Replica(name, client_id, process, port)
+        extra += ["-X", f"transaction.timeout.ms={transaction_timeout_ms}"]
+    return Replica(name, client_id, WorkerProcess.start(model, bootstrap, topics, group, logs / f"worker-{name}.log", *extra))
 
 
 def wait_until(check: Callable[[], T], what: str, replicas: list[Replica], timeout: float = WAIT_S) -> T:
@@ -80,7 +67,8 @@ def wait_until(check: Callable[[], T], what: str, replicas: list[Replica], timeo
     deadline = time.monotonic() + timeout
     while True:
         for replica in replicas:
-            assert replica.process.poll() is None, f"worker {replica.name} exited ({replica.process.returncode}) waiting for {what}"
+            code = replica.worker.process.poll()
+            assert code is None, f"worker {replica.name} exited ({code}) waiting for {what}"
         try:
             value = check()
         except (OSError, KafkaException):
@@ -92,19 +80,9 @@ def wait_until(check: Callable[[], T], what: str, replicas: list[Replica], timeo
         time.sleep(0.2)
 
 
-def ready(replica: Replica) -> bool:
-    """/readyz is 200 only once the worker has partitions assigned."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{replica.port}/readyz", timeout=1) as response:
-            return response.status == 200
-    except urllib.error.HTTPError:
-        return False
-
-
 def scored(replica: Replica) -> int:
     """Windows this worker scored and committed (the counter moves at commit)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{replica.port}/metrics", timeout=2) as response:
-        match = re.search(r"^anomstream_windows_scored_total (\S+)$", response.read().decode(), re.M)
+    match = re.search(r"^anomstream_windows_scored_total (\S+)$", replica.worker.metrics(timeout=2), re.M)
     return int(float(match.group(1))) if match else 0
 
 
@@ -199,7 +177,7 @@ def test_scale_1_to_3_to_1_with_a_kill_9_keeps_exactly_once(ecg_artifact, ecg_sp
     try:
         a = launch("a")
         replicas.append(a)
-        wait_until(lambda: ready(a), "worker a to be ready", replicas)
+        wait_until(lambda: a.worker.readyz(timeout=1) == 200, "worker a to be ready", replicas)
         feed.start()
         wait_until(lambda: done() >= 1_000, "worker a to commit 1,000 windows", replicas)
 
@@ -230,11 +208,9 @@ def test_scale_1_to_3_to_1_with_a_kill_9_keeps_exactly_once(ecg_artifact, ecg_sp
         assert not feed.head_done.is_set(), "the kill should land while windows are still arriving"
         at_kill = wait_until(offsets, "the committed offsets", replicas)
         written = wait_until(lambda: watermark(kafka_bootstrap, topics["scores"], "read_uncommitted"), "the verdicts' end", replicas)
-        b.process.send_signal(signal.SIGKILL)
+        b.worker.kill()
         killed = time.monotonic()
-        b.process.wait(30)
-        c.process.send_signal(signal.SIGTERM)
-        assert c.process.wait(WAIT_S) == 0, "c should finish its batch, commit and exit 0 on SIGTERM"
+        assert c.worker.stop(WAIT_S) == 0, "c should finish its batch, commit and exit 0 on SIGTERM"
         replicas = [a]
         wait_until(lambda: members(kafka_bootstrap, group) == {a.client_id: list(range(PARTITIONS))}, "a alone with all six partitions", replicas)
 
@@ -254,8 +230,7 @@ def test_scale_1_to_3_to_1_with_a_kill_9_keeps_exactly_once(ecg_artifact, ecg_sp
         verdicts = read(topics["scores"], WINDOWS, timeout=WAIT_S, distinct=window_id)
         every_write = read(topics["scores"], WINDOWS, timeout=60, distinct=window_id, committed_only=False)
         by_worker["a"] = scored(a)
-        a.process.send_signal(signal.SIGTERM)
-        assert a.process.wait(WAIT_S) == 0, "a should exit 0 on SIGTERM"
+        assert a.worker.stop(WAIT_S) == 0, "a should exit 0 on SIGTERM"
     except BaseException:
         for log in sorted(tmp_path.glob("worker-*.log")):
             print(f"--- {log.name} (tail)\n" + "\n".join(log.read_text(errors="replace").splitlines()[-40:]))
@@ -263,9 +238,7 @@ def test_scale_1_to_3_to_1_with_a_kill_9_keeps_exactly_once(ecg_artifact, ecg_sp
     finally:
         feed.halt.set()
         for replica in replicas:
-            if replica.process.poll() is None:
-                replica.process.kill()
-                replica.process.wait(30)
+            replica.worker.kill()
     feed.join(60)
     assert feed.error is None, f"the feed failed: {feed.error!r}"
 

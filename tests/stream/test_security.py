@@ -7,11 +7,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -24,6 +22,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from stream import codec
 from stream.apache_kafka import ApacheKafka, scram_format_args
 from stream.brokers import BrokerError
+from tests.worker_process import WorkerProcess, worker_command
 
 MECHANISM = "SCRAM-SHA-256"
 USER = "anomstream-svc"
@@ -136,31 +135,15 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "stream", *args]
 
 
-def worker_command(model: Path, sasl: SaslKafka, topics: dict[str, str], auth: list[str]) -> list[str]:
-    return cli(
-        "worker", "--model", str(model), "--bootstrap-servers", sasl.bootstrap,
-        "--input-topic", topics["input"], "--scores-topic", topics["scores"],
-        "--output-topic", topics["anomalies"], "--dlq-topic", topics["dlq"],
-        "--group-id", f"g-{uuid.uuid4().hex[:8]}", "--metrics-host", "127.0.0.1", "--metrics-port", "0",
-        "--startup-timeout-s", str(STARTUP_TIMEOUT_S), *auth,
-    )  # fmt: skip
+def sasl_worker_command(model: Path, sasl: SaslKafka, topics: dict[str, str], auth: list[str]) -> list[str]:
+    return worker_command(
+        model, sasl.bootstrap, topics, f"g-{uuid.uuid4().hex[:8]}", "--startup-timeout-s", str(STARTUP_TIMEOUT_S), *auth,
+    )
 
 
 def run(command: list[str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "ANOMSTREAM_LOG_LEVEL": "INFO"}
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
-
-
-def metrics_port(log: Path, proc: subprocess.Popen[bytes], timeout: float = 120) -> int:
-    """The port the worker bound (it logs it before loading the model)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = re.search(r"/readyz on http://127\.0\.0\.1:(\d+)", log.read_text())
-        if found:
-            return int(found.group(1))
-        assert proc.poll() is None, f"the worker exited with {proc.returncode}:\n{log.read_text()[-3000:]}"
-        time.sleep(0.2)
-    raise AssertionError(f"the worker never logged its metrics port:\n{log.read_text()[-3000:]}")
 
 
 def sample(body: str, name: str) -> float:
@@ -177,11 +160,11 @@ def test_replay_worker_and_validate_score_end_to_end_over_scram(
     """Right credentials: every replayed window gets exactly one verdict, read back through SASL."""
     auth = auth_args(how, PASSWORD, tmp_path)
     out, err = tmp_path / "worker.out", tmp_path / "worker.err"
-    with out.open("w") as stdout, err.open("w") as stderr:
-        worker = subprocess.Popen(worker_command(ecg_artifact, sasl_kafka, sasl_topics, auth), stdout=stdout, stderr=stderr,
-                                  env={**os.environ, "ANOMSTREAM_LOG_LEVEL": "INFO"})  # fmt: skip
-    try:
-        port = metrics_port(err, worker)
+    command = sasl_worker_command(ecg_artifact, sasl_kafka, sasl_topics, auth)
+    with WorkerProcess(command, err, stdout=out, env={**os.environ, "ANOMSTREAM_LOG_LEVEL": "INFO"}) as worker:
+        # --metrics-port 0: the port it bound is in its log (written before it loads the model).
+        bound = worker.wait_for(lambda: re.search(r"/readyz on http://127\.0\.0\.1:(\d+)", err.read_text()), 120, "starting")
+        worker.port = int(bound.group(1))
         selection = ["--data", ecg_csv, "--limit", str(WINDOWS), "--bootstrap-servers", sasl_kafka.bootstrap, *auth, "--json"]
         replayed = run(cli("replay", "--topic", sasl_topics["input"], *selection))
         assert replayed.returncode == 0, replayed.stderr[-3000:]
@@ -195,12 +178,9 @@ def test_replay_worker_and_validate_score_end_to_end_over_scram(
         assert flagged > 0, "the ECG test split has anomalies: the anomaly topic must get some"
         anomalies = [json.loads(value) for value in read(sasl_kafka, sasl_topics["anomalies"], flagged)]
         assert len(anomalies) == flagged and all(verdict["anomaly"] for verdict in anomalies)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-            body = response.read().decode()
+        body = worker.metrics(timeout=10)
         assert sample(body, "anomstream_windows_scored_total") == WINDOWS
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        code = worker.wait(60)
+        code = worker.stop(60)
     assert code == 0, err.read_text()[-3000:]
     logs = err.read_text()
     assert "'sasl.password': '***'" in logs, "the worker logs its Kafka properties, the password masked"
@@ -240,7 +220,7 @@ def test_worker_with_a_wrong_password_fails_fast_with_one_sentence_and_writes_no
 ) -> None:
     """Waiting out the start-up timeout would hide a credential typo behind "broker down"."""
     produce(sasl_kafka, sasl_topics["input"], [codec.encode_window(f"w-{i}", ecg_split.test.windows[i]) for i in range(50)])
-    done = run(worker_command(ecg_artifact, sasl_kafka, sasl_topics, auth_args("-X", WRONG, tmp_path)), timeout=STARTUP_TIMEOUT_S + 60)
+    done = run(sasl_worker_command(ecg_artifact, sasl_kafka, sasl_topics, auth_args("-X", WRONG, tmp_path)), timeout=STARTUP_TIMEOUT_S + 60)
     ended = time.time()
     assert done.returncode == 2, done.stderr[-3000:]
     lines = stderr_lines(done.stderr)

@@ -7,32 +7,15 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from stream import codec
+from tests.worker_process import WorkerProcess, worker_command
 
 pytestmark = pytest.mark.integration
-
-
-def worker_command(model: Path, bootstrap: str, topics: dict[str, str], group: str, *extra: str) -> list[str]:
-    return [
-        sys.executable, "-m", "stream", "worker",
-        "--model", str(model),
-        "--bootstrap-servers", bootstrap,
-        "--input-topic", topics["input"],
-        "--scores-topic", topics["scores"],
-        "--output-topic", topics["anomalies"],
-        "--dlq-topic", topics["dlq"],
-        "--group-id", group,
-        "--metrics-port", "0",
-        "--metrics-host", "127.0.0.1",
-        *extra,
-    ]
 
 
 def run_to_exit(command: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -45,31 +28,21 @@ def test_sigterm_mid_stream_loses_and_duplicates_nothing(ecg_artifact, ecg_split
     send(topics["input"], [(None, codec.encode_window(f"w-{i}", test.windows[r]), None) for i, r in enumerate(rows)])
     total = len(rows)
     command = worker_command(ecg_artifact, kafka_bootstrap, topics, "sigterm-group", "--max-batch", "8", "--max-wait-ms", "5", "--commit-interval-ms", "0")
-    log = (tmp_path / "first.log").open("w")
-    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
-    try:
+    with WorkerProcess(command, tmp_path / "first.log") as first:
         partial = read(topics["scores"], 200, timeout=120)
-        first.send_signal(signal.SIGHUP)  # reload the (unchanged) artifact on demand, mid-stream
+        first.process.send_signal(signal.SIGHUP)  # reload the (unchanged) artifact on demand, mid-stream
         deadline = time.monotonic() + 60
-        while "model reloaded" not in (tmp_path / "first.log").read_text() and time.monotonic() < deadline:
+        while "model reloaded" not in first.log.read_text() and time.monotonic() < deadline:
             time.sleep(0.2)
-        first.send_signal(signal.SIGTERM)
-        assert first.wait(60) == 0, (tmp_path / "first.log").read_text()[-3000:]
-    finally:
-        if first.poll() is None:
-            first.kill()
+        assert first.stop(60) == 0, first.log_tail()
     stopped_after = len(read(topics["scores"], total, timeout=5))
     assert 200 <= len(partial) and stopped_after < total, "the signal should land mid-stream"
     first_log = (tmp_path / "first.log").read_text()
     assert "last batch committed" in first_log
     assert "model reloaded" in first_log
 
-    second = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+    with WorkerProcess(command, tmp_path / "second.log"):
         verdicts = [json.loads(m.value())["id"] for m in read(topics["scores"], total, timeout=180)]
-    finally:
-        second.send_signal(signal.SIGTERM)
-        second.wait(60)
     assert len(verdicts) == total
     assert len(set(verdicts)) == total  # exactly once across the restart
 
