@@ -41,6 +41,8 @@ def _seconds_since_process_start() -> float:
 
 
 def _rss_mib() -> float:
+    """VmRSS of this process. Not `benchmarks.procs.memory`: importing procs (and `stream` with it) would add
+    ~0.1 s and several MiB to the slim runtimes' own start-up and memory, which are what is measured here."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
