@@ -1,8 +1,12 @@
-"""Model artifacts: a directory with `model.keras` and a strict, versioned `model.json`.
+"""Model artifacts: a directory with `model.keras`, `model.tflite` and a strict, versioned `model.json`.
 
-`model.json` is written last and atomically, and records the sha256 of
-`model.keras`: a reader (the worker's hot reload too) either sees a complete
+`model.json` is written last and atomically, and records the sha256 of both
+model files: a reader (the worker's hot reload too) either sees a complete
 artifact or a clear `ArtifactError` naming the path and the problem.
+
+`model.tflite` is the same model converted for LiteRT at training time
+(`--runtime litert`). Schema version 2 added it; version 1 artifacts, which lack
+it, still load on TensorFlow.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from models.evaluate import Evaluation
 from stream.errors import ArtifactError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MODEL_FILE = "model.keras"
+LITERT_FILE = "model.tflite"
 META_FILE = "model.json"
 
 
@@ -83,7 +89,7 @@ class ModelFileRecord(_Strict):
 class Metadata(_Strict):
     """Everything a worker or a reader of a report needs to know about one model."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1, 2] = SCHEMA_VERSION
     name: str
     version: str
     created_at: str
@@ -92,6 +98,7 @@ class Metadata(_Strict):
     normalisation: NormalisationRecord
     threshold: ThresholdRecord
     model_file: ModelFileRecord
+    litert_file: ModelFileRecord | None = None  # schema 2 on; the worker's --runtime litert reads it
     data: DataRecord
     split: SplitRecord
     training: TrainingRecord
@@ -106,20 +113,28 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _file_record(path: Path) -> ModelFileRecord:
+    return ModelFileRecord(file=path.name, sha256=sha256_file(path), bytes=path.stat().st_size)
+
+
 def save(directory: str | os.PathLike[str], model: Any, fields: dict[str, Any]) -> Metadata:
-    """Write the model, then `model.json` (atomically); `fields` is everything but the file record and version."""
+    """Write both model files, then `model.json` (atomically); `fields` is everything but the file records and version."""
+    from models.runtimes import export_litert
+
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     model_path = directory / MODEL_FILE
     partial = directory / (MODEL_FILE + ".partial.keras")
     model.save(partial)
     partial.replace(model_path)
-    sha = sha256_file(model_path)
+    export_litert(model, directory / LITERT_FILE)
+    model_file = _file_record(model_path)
     created = datetime.now(timezone.utc)
     metadata = Metadata(
-        version=f"{created:%Y%m%dT%H%M%SZ}-{sha[:8]}",
+        version=f"{created:%Y%m%dT%H%M%SZ}-{model_file.sha256[:8]}",
         created_at=created.isoformat(timespec="seconds"),
-        model_file=ModelFileRecord(file=MODEL_FILE, sha256=sha, bytes=model_path.stat().st_size),
+        model_file=model_file,
+        litert_file=_file_record(directory / LITERT_FILE),
         **fields,
     )
     meta_partial = directory / (META_FILE + ".partial")
@@ -143,10 +158,10 @@ def read_metadata(directory: str | os.PathLike[str]) -> Metadata:
     if not isinstance(raw, dict):
         raise ArtifactError(f"{path} is corrupt: expected a JSON object.")
     version = raw.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
         raise ArtifactError(
-            f"{path} has schema_version {version!r}; this anomstream reads version {SCHEMA_VERSION}: "
-            "retrain the model or use a matching anomstream release."
+            f"{path} has schema_version {version!r}; this anomstream reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}: retrain the model or use a matching anomstream release."
         )
     try:
         return Metadata.model_validate(raw)
@@ -158,17 +173,23 @@ def read_metadata(directory: str | os.PathLike[str]) -> Metadata:
         ) from None
 
 
+def _checked(directory: Path, record: ModelFileRecord) -> Path:
+    """The path of a model file that exists and has the sha256 `model.json` records for it."""
+    path = directory / record.file
+    if not path.is_file():
+        raise ArtifactError(f"{directory} is incomplete: {record.file} is missing.")
+    if sha256_file(path) != record.sha256:
+        raise ArtifactError(f"{path} is corrupt or truncated: its sha256 does not match {META_FILE}.")
+    return path
+
+
 def load(directory: str | os.PathLike[str]) -> tuple[Metadata, Any]:
     """The checked metadata and the Keras model, loaded with `safe_mode=True`."""
     import keras
 
     directory = Path(directory)
     metadata = read_metadata(directory)
-    model_path = directory / metadata.model_file.file
-    if not model_path.is_file():
-        raise ArtifactError(f"{directory} is incomplete: {metadata.model_file.file} is missing.")
-    if sha256_file(model_path) != metadata.model_file.sha256:
-        raise ArtifactError(f"{model_path} is corrupt or truncated: its sha256 does not match {META_FILE}.")
+    model_path = _checked(directory, metadata.model_file)
     try:
         model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types for a bad file; all mean the same to the user
@@ -181,12 +202,36 @@ def load(directory: str | os.PathLike[str]) -> tuple[Metadata, Any]:
     return metadata, model
 
 
-def scorer(directory: str | os.PathLike[str]) -> tuple[Metadata, Any]:
-    """The metadata and a ready `Scorer` for an artifact."""
+def scorer(directory: str | os.PathLike[str], runtime: str = "tensorflow", threads: int = 1) -> tuple[Metadata, Any]:
+    """The metadata and a ready `Scorer` for an artifact, on TensorFlow or LiteRT (`threads` is LiteRT's)."""
+    from models import runtimes
     from models.scorer import Normalisation, Scorer
     from models.threshold import restore
 
-    metadata, model = load(directory)
+    runtimes.check_available(runtime)
+    if runtime == "litert":
+        metadata, model = _litert(Path(directory), threads)
+    else:
+        metadata, keras_model = load(directory)
+        model = runtimes.KerasRuntime(keras_model)
     norm = Normalisation(metadata.normalisation.minimum, metadata.normalisation.maximum)
     threshold = restore(metadata.threshold.method, metadata.threshold.params, metadata.threshold.value)
     return metadata, Scorer(model, norm, threshold)
+
+
+def _litert(directory: Path, threads: int) -> tuple[Metadata, Any]:
+    from models.runtimes import LiteRTRuntime
+
+    metadata = read_metadata(directory)
+    if metadata.litert_file is None:
+        raise ArtifactError(
+            f"{directory} has no {LITERT_FILE} (schema_version {metadata.schema_version}): "
+            "retrain it with this anomstream, or use --runtime tensorflow."
+        )
+    runtime = LiteRTRuntime(_checked(directory, metadata.litert_file), threads)
+    if runtime.window_length != metadata.window_length:
+        raise ArtifactError(
+            f"{directory} is inconsistent: {LITERT_FILE} takes windows of {runtime.window_length},"
+            f" {META_FILE} says {metadata.window_length}."
+        )
+    return metadata, runtime

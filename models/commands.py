@@ -54,6 +54,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         default="auto",
         help="rows to score: the artifact's test split, all rows, or auto (test when the data is the training data)",
     )
+    evaluate.add_argument(
+        "--runtime",
+        choices=["tensorflow", "litert"],
+        default="tensorflow",
+        help="what runs the model, as the worker's --runtime: check a LiteRT worker's verdicts offline (default: tensorflow)",
+    )
     evaluate.add_argument("--report", type=Path, help="write a report (markdown, JSON, PNG plots) to this directory")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     evaluate.set_defaults(run=run_evaluate, render=render)
@@ -116,7 +122,7 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     from models import artifact
     from models.evaluate import evaluate
 
-    metadata, scorer = artifact.scorer(args.model)
+    metadata, scorer = artifact.scorer(args.model, args.runtime)
     dataset = data.load(data.resolve(args.data))
     if dataset.window_length != metadata.window_length:
         raise DataError(
@@ -130,10 +136,10 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
             f"but {dataset.path} differs; use --split all."
         )
     rows = data.split(dataset, metadata.split.test_size, metadata.split.seed).test if split == "test" else dataset
-    log.info("scoring %d windows (%s) with %s %s", len(rows), split, metadata.name, metadata.version)
+    log.info("scoring %d windows (%s) with %s %s on %s", len(rows), split, metadata.name, metadata.version, args.runtime)
     errors = scorer.errors(rows.windows)
     evaluation = evaluate(errors, rows.labels, metadata.threshold.value)
-    summary = _summary(metadata, args.model, dataset, split, evaluation.model_dump())
+    summary = {**_summary(metadata, args.model, dataset, split, evaluation.model_dump()), "runtime": args.runtime}
     if args.report:
         _report(args.report, summary, metadata, scorer, rows, errors)
         summary["report"] = str(args.report / "report.md")

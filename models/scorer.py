@@ -1,17 +1,17 @@
 """Reconstruction error of raw windows: the one scoring path, offline and in the worker.
 
 Keeping normalisation, the model call and the error in one place is what makes
-the worker's verdicts equal `anomstream evaluate`'s window for window.
+the worker's verdicts equal `anomstream evaluate`'s window for window, on
+either runtime (models/runtimes.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import keras
 import numpy as np
-import tensorflow as tf
 
+from models.runtimes import Runtime
 from models.threshold import Threshold
 
 # Offline scoring splits large arrays so memory stays bounded; the worker's
@@ -37,31 +37,24 @@ class Normalisation:
 
 
 class Scorer:
-    """A model, its normalisation and its threshold, called once per batch through a compiled function."""
+    """A model on its runtime, its normalisation and its threshold, called once per batch."""
 
-    def __init__(self, model: keras.Model, normalisation: Normalisation, threshold: Threshold) -> None:
-        self.model = model
+    def __init__(self, runtime: Runtime, normalisation: Normalisation, threshold: Threshold) -> None:
+        self.runtime = runtime
         self.normalisation = normalisation
         self.threshold = threshold
-        self.window_length = int(model.input_shape[-1])
-        # A fixed signature with a free batch dimension: one trace, whatever the batch size.
-        signature = [tf.TensorSpec([None, self.window_length], tf.float32)]
-        self._errors = tf.function(self._batch_errors, input_signature=signature)
-        self._reconstruct = tf.function(lambda x: self.model(x, training=False), input_signature=signature)
-
-    def _batch_errors(self, x: tf.Tensor) -> tf.Tensor:
-        return tf.reduce_mean(tf.abs(self.model(x, training=False) - x), axis=1)
+        self.window_length = runtime.window_length
 
     def errors(self, windows: np.ndarray) -> np.ndarray:
         """Mean absolute reconstruction error of each raw (unnormalised) window."""
         scaled = self.normalisation.apply(windows)
         if len(scaled) <= CHUNK:
-            return self._errors(scaled).numpy()
-        return np.concatenate([self._errors(scaled[i : i + CHUNK]).numpy() for i in range(0, len(scaled), CHUNK)])
+            return self.runtime.errors(scaled)
+        return np.concatenate([self.runtime.errors(scaled[i : i + CHUNK]) for i in range(0, len(scaled), CHUNK)])
 
     def reconstruct(self, windows: np.ndarray) -> np.ndarray:
         """Reconstructions in the normalised scale, for plots."""
-        return self._reconstruct(self.normalisation.apply(windows)).numpy()
+        return self.runtime.reconstruct(self.normalisation.apply(windows))
 
     def is_anomaly(self, errors: np.ndarray) -> np.ndarray:
         return self.threshold.predict(errors)

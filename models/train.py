@@ -20,6 +20,7 @@ import tensorflow as tf
 from models import architectures, threshold as thresholds
 from models.data import Dataset, Split, split
 from models.evaluate import Evaluation, evaluate
+from models.runtimes import KerasRuntime
 from models.scorer import Normalisation, Scorer
 
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -98,7 +99,7 @@ def train(dataset: Dataset, config: TrainConfig, on_epoch: EpochCallback | None 
     )
     seconds = time.monotonic() - started
 
-    scorer = Scorer(model, normalisation, threshold)
+    scorer = Scorer(KerasRuntime(model), normalisation, threshold)
     # Errors are computed on raw windows through the Scorer, exactly as the worker will.
     fit_on = "holdout-normal" if len(holdout_raw) else "train-normal"
     threshold.fit(scorer.errors(holdout_raw if len(holdout_raw) else fit_raw))

@@ -81,7 +81,7 @@ def test_missing_field_is_refused(copy):
 
 def test_newer_schema_version_is_refused(copy):
     edit_json(copy, lambda meta: meta.update(schema_version=99))
-    with pytest.raises(ArtifactError, match="has schema_version 99; this anomstream reads version 1: retrain"):
+    with pytest.raises(ArtifactError, match="has schema_version 99; this anomstream reads versions 1, 2: retrain"):
         artifact.load(copy)
 
 
@@ -114,7 +114,7 @@ def test_window_length_disagreement_is_refused(copy):
 
 
 def test_save_leaves_no_partial_files(tiny_artifact):
-    assert sorted(p.name for p in tiny_artifact.iterdir()) == [artifact.META_FILE, artifact.MODEL_FILE]
+    assert sorted(p.name for p in tiny_artifact.iterdir()) == [artifact.META_FILE, artifact.MODEL_FILE, artifact.LITERT_FILE]
 
 
 def test_loading_is_safe_mode(copy, monkeypatch):
@@ -131,3 +131,55 @@ def test_loading_is_safe_mode(copy, monkeypatch):
     artifact.load(copy)
     assert seen["safe_mode"] is True
     assert np.isfinite(artifact.read_metadata(copy).threshold.value)
+
+
+def test_both_model_files_are_recorded(tiny_artifact):
+    metadata = artifact.read_metadata(tiny_artifact)
+    assert metadata.litert_file is not None
+    for record in (metadata.model_file, metadata.litert_file):
+        path = tiny_artifact / record.file
+        assert (record.sha256, record.bytes) == (artifact.sha256_file(path), path.stat().st_size)
+
+
+def as_schema_1(meta: dict) -> None:
+    """What a release before model.tflite wrote."""
+    meta.update(schema_version=1)
+    meta.pop("litert_file")
+
+
+def test_a_schema_1_artifact_still_loads_on_tensorflow_and_says_what_litert_needs(copy):
+    edit_json(copy, as_schema_1)
+    (copy / artifact.LITERT_FILE).unlink()
+    metadata, scorer = artifact.scorer(copy)
+    assert metadata.schema_version == 1 and metadata.litert_file is None
+    assert np.isfinite(scorer.errors(np.zeros((2, 32), dtype=np.float32))).all()
+    with pytest.raises(ArtifactError) as caught:
+        artifact.scorer(copy, "litert")
+    assert str(caught.value) == (
+        f"{copy} has no model.tflite (schema_version 1): retrain it with this anomstream, or use --runtime tensorflow."
+    )
+
+
+def test_truncated_litert_file_is_refused_on_litert_only(copy):
+    litert = copy / artifact.LITERT_FILE
+    litert.write_bytes(litert.read_bytes()[:1000])
+    with pytest.raises(ArtifactError, match="model.tflite is corrupt or truncated: its sha256 does not match model.json"):
+        artifact.scorer(copy, "litert")
+    artifact.scorer(copy, "tensorflow")  # TensorFlow reads model.keras only
+
+
+def test_garbage_litert_file_with_matching_hash(copy):
+    litert = copy / artifact.LITERT_FILE
+    litert.write_bytes(b"not a flatbuffer")
+    edit_json(copy, lambda meta: meta["litert_file"].update(sha256=artifact.sha256_file(litert)))
+    with pytest.raises(ArtifactError, match="model.tflite cannot be loaded by LiteRT: "):
+        artifact.scorer(copy, "litert")
+
+
+def test_litert_round_trip_reproduces_the_recorded_evaluation(tiny_artifact, synthetic_csv):
+    from models import data
+    from models.evaluate import evaluate
+
+    metadata, scorer = artifact.scorer(tiny_artifact, "litert")
+    test = data.split(data.load(synthetic_csv), metadata.split.test_size, metadata.split.seed).test
+    assert evaluate(scorer.errors(test.windows), test.labels, metadata.threshold.value) == metadata.evaluation

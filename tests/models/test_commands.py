@@ -35,7 +35,7 @@ def test_train_json_prints_exactly_one_object_and_writes_an_artifact(tmp_path, s
     assert set(test["anomaly"]) == {"precision", "recall", "f1"}
     assert summary["threshold"]["method"] == "mean-std"
     assert summary["split"]["train"] + summary["split"]["test"] == 400
-    assert (out / "model.json").is_file() and (out / "model.keras").is_file()
+    assert (out / "model.json").is_file() and (out / "model.keras").is_file() and (out / "model.tflite").is_file()
     assert "training: 30/30 epochs" in done.stderr  # progress went to stderr
 
 
@@ -53,6 +53,16 @@ def test_evaluate_reproduces_train_and_writes_a_report(tmp_path, tiny_artifact, 
     assert "| anomaly F1 |" in (tmp_path / "r" / "report.md").read_text()
     for png in (tmp_path / "r").glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def test_evaluate_on_litert_reproduces_the_recorded_evaluation_with_a_report(tmp_path, tiny_artifact, synthetic_csv, capsys):
+    """What a LiteRT worker would decide, checked offline: the same figures as TensorFlow's at training time."""
+    argv = ["evaluate", "--model", str(tiny_artifact), "--data", str(synthetic_csv), "--runtime", "litert"]
+    assert main([*argv, "--report", str(tmp_path / "r"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["runtime"] == "litert"
+    assert summary["test"] == json.loads((tiny_artifact / "model.json").read_text())["evaluation"]
+    assert (tmp_path / "r" / "examples.png").stat().st_size > 5000  # reconstructions plotted from LiteRT's outputs
 
 
 def test_evaluate_on_other_data_scores_all_rows(tiny_artifact, make_csv, capsys):

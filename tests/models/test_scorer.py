@@ -9,7 +9,7 @@ def test_one_trace_serves_every_batch_size(tiny_artifact):
     for size in (1, 7, 64, 300, 1):
         errors = scorer.errors(np.zeros((size, 32), dtype=np.float32))
         assert errors.shape == (size,) and np.isfinite(errors).all()
-    assert scorer._errors.experimental_get_tracing_count() == 1
+    assert scorer.runtime._errors.experimental_get_tracing_count() == 1
 
 
 def test_large_arrays_are_scored_in_chunks_with_the_same_result(tiny_artifact, monkeypatch):

@@ -1,0 +1,126 @@
+"""The two ways to run an autoencoder on a batch of scaled windows: TensorFlow, or LiteRT.
+
+TensorFlow is the reference: training, evaluation and the worker by default.
+LiteRT (`ai-edge-litert`) runs the same model, converted at training time by
+TensorFlow's own converter into `model.tflite`. It needs neither TensorFlow nor
+Keras, so a worker on it starts in well under a second and is ~15x smaller in
+memory (BENCHMARKS.md, "Lighter inference runtimes"); its errors match
+TensorFlow's to float32 rounding (tests/models/test_runtimes.py).
+
+Both import their library when built, never at module import: a worker on
+LiteRT must not pay for TensorFlow.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from stream.errors import ArtifactError, ConfigError
+
+RUNTIMES = ("tensorflow", "litert")
+
+
+class Runtime(Protocol):
+    """What `models.scorer.Scorer` needs from a runtime; all arrays are float32, shape (batch, window_length)."""
+
+    window_length: int
+
+    def errors(self, scaled: np.ndarray) -> np.ndarray:
+        """Mean absolute reconstruction error per window."""
+
+    def reconstruct(self, scaled: np.ndarray) -> np.ndarray: ...
+
+
+class KerasRuntime:
+    """A Keras model behind two compiled functions with a free batch dimension: one trace, any batch size."""
+
+    name = "tensorflow"
+
+    def __init__(self, model: Any) -> None:
+        import tensorflow as tf
+
+        self.model = model
+        self.window_length = int(model.input_shape[-1])
+        signature = [tf.TensorSpec([None, self.window_length], tf.float32)]
+        self._errors = tf.function(
+            lambda x: tf.reduce_mean(tf.abs(model(x, training=False) - x), axis=1), input_signature=signature
+        )
+        self._reconstruct = tf.function(lambda x: model(x, training=False), input_signature=signature)
+
+    def errors(self, scaled: np.ndarray) -> np.ndarray:
+        return self._errors(scaled).numpy()
+
+    def reconstruct(self, scaled: np.ndarray) -> np.ndarray:
+        return self._reconstruct(scaled).numpy()
+
+
+class LiteRTRuntime:
+    """A LiteRT interpreter; not thread-safe, so each one is used by one thread (the worker loop, or a canary)."""
+
+    name = "litert"
+
+    def __init__(self, path: Path, threads: int = 1) -> None:
+        interpreter_class = _litert_interpreter()
+        try:
+            self._interpreter = interpreter_class(model_path=str(path), num_threads=threads)
+        except ValueError as exc:  # LiteRT's one error type for an unreadable flatbuffer
+            raise ArtifactError(f"{path} cannot be loaded by LiteRT: {str(exc).splitlines()[0]}.") from None
+        self._input = self._interpreter.get_input_details()[0]
+        self._output = self._interpreter.get_output_details()[0]
+        self.window_length = int(self._input["shape_signature"][-1])
+        self._batch = 0
+
+    def reconstruct(self, scaled: np.ndarray) -> np.ndarray:
+        if len(scaled) != self._batch:
+            # The batch dimension is dynamic (-1). Re-planning costs ~30-300 us, so it is done only when the size
+            # changes: under load every batch is --max-batch long.
+            self._interpreter.resize_tensor_input(self._input["index"], list(scaled.shape))
+            self._interpreter.allocate_tensors()
+            self._batch = len(scaled)
+        self._interpreter.set_tensor(self._input["index"], scaled)
+        self._interpreter.invoke()
+        return self._interpreter.get_tensor(self._output["index"])
+
+    def errors(self, scaled: np.ndarray) -> np.ndarray:
+        return np.abs(self.reconstruct(scaled) - scaled).mean(axis=1, dtype=np.float32)
+
+
+def _litert_interpreter() -> Any:
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        raise ConfigError(
+            "--runtime litert needs the ai-edge-litert package: pip install 'anomstream[litert]', or use --runtime tensorflow."
+        ) from None
+    return Interpreter
+
+
+def check_available(runtime: str) -> None:
+    """Fail at start-up, in one sentence, if the chosen runtime's package is missing."""
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"--runtime {runtime} is not one of {', '.join(RUNTIMES)}.")
+    if runtime == "litert":
+        _litert_interpreter()
+
+
+def export_litert(model: Any, path: Path) -> None:
+    """Convert a Keras model to a LiteRT flatbuffer at `path` (written atomically), with TensorFlow's converter.
+
+    Through a SavedModel, which freezes the weights into constants: converted from a
+    concrete function, a Keras 3 model keeps them as resource variables, and LiteRT's
+    default (XNNPACK) delegate then reads NaN.
+    """
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory(prefix="anomstream-export-") as tmp:
+        saved = os.path.join(tmp, "saved_model")
+        model.export(saved, verbose=False)
+        flatbuffer = tf.lite.TFLiteConverter.from_saved_model(saved).convert()
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(flatbuffer)
+    partial.replace(path)
