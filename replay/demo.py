@@ -44,6 +44,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     demo.add_argument("--report", type=Path, default=Path("reports/demo"), help="report directory (default: reports/demo)")
     demo.add_argument("--delivery", choices=["exactly-once", "at-least-once"], default="exactly-once", help="worker delivery mode (default: exactly-once)")
     demo.add_argument("--format", choices=["json", "f32"], default="json", help="replayed message format (default: json)")
+    demo.add_argument("--runtime", choices=["tensorflow", "litert"], default="tensorflow", help="the worker's --runtime (default: tensorflow)")
     demo.add_argument("--metrics-port", type=int, default=0, help="worker metrics port; 0 picks a free one (default: 0)")
     demo.add_argument("--keep-running", action="store_true", help="keep the broker and worker serving after the summary, until Ctrl-C")
     demo.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -59,9 +60,10 @@ def cached_model(dataset: data.Dataset) -> Path:
 
     directory = data.cache_dir() / "models" / f"ecg-dense-{dataset.sha256[:12]}"
     try:
-        artifact.read_metadata(directory)
-        log.info("reusing the cached model %s", directory)
-        return directory
+        if artifact.read_metadata(directory).litert_file is not None:
+            log.info("reusing the cached model %s", directory)
+            return directory
+        log.info("the cached model %s predates model.tflite: training it afresh", directory)
     except ArtifactError:
         pass  # none yet, or a broken one: train afresh
     train_and_save(dataset, TrainConfig(), directory)
@@ -69,6 +71,7 @@ def cached_model(dataset: data.Dataset) -> Path:
 
 
 def run_demo(args: argparse.Namespace) -> dict[str, Any]:
+    from models.runtimes import check_available
     from replay.commands import write_report
     from replay.producer import replay
     from replay.validate import collect, judge
@@ -78,6 +81,7 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
 
     if not 0 <= args.metrics_port <= 65535:
         raise ConfigError(f"--metrics-port {args.metrics_port} is out of range.")
+    check_available(args.runtime)
     extra = kafka_properties(args.kafka_property, args.kafka_config)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -94,14 +98,14 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
 
         settings = WorkerSettings(
             model=model, bootstrap_servers=bootstrap, input_topic=topics["input"], scores_topic=topics["scores"],
-            output_topic=topics["anomalies"], dlq_topic=topics["dlq"], group_id=f"demo-{run}", delivery=args.delivery,
+            output_topic=topics["anomalies"], dlq_topic=topics["dlq"], group_id=f"demo-{run}", delivery=args.delivery, runtime=args.runtime,
             transactional_id=f"demo-{run}", metrics_host="127.0.0.1", metrics_port=args.metrics_port,
             # Tansu's first group join waits half the session timeout: keep it short for a snappy demo.
             kafka={"session.timeout.ms": "6000", **extra},
         )
         worker = WorkerThread(settings)
         stack.callback(worker.stop)
-        log.info("starting the worker (loading TensorFlow and the model)")
+        log.info("starting the worker (loading the model on %s)", args.runtime)
         worker.wait_ready()
 
         selection = Selection()
@@ -186,6 +190,7 @@ def _summary(validated: dict[str, Any], replayed: dict[str, Any], letters: int, 
         "broker": bootstrap,
         "topics": topics,
         "delivery": args.delivery,
+        "runtime": args.runtime,
         "report": str(args.report / "report.md"),
         "metrics": f"{url}/metrics",
     }

@@ -41,9 +41,11 @@ def _stamp(directory: Path) -> tuple[int, int] | None:
     return stat.st_mtime_ns, stat.st_size
 
 
-def load_checked(directory: Path, warm_batch: int, window_length: int | None = None) -> Loaded:
-    """Load, check against the serving model's window length, and warm up the compiled function."""
-    metadata, scorer = artifact.scorer(directory)
+def load_checked(
+    directory: Path, warm_batch: int, window_length: int | None = None, runtime: str = "tensorflow", threads: int = 1
+) -> Loaded:
+    """Load on `runtime`, check against the serving model's window length, and warm the model up."""
+    metadata, scorer = artifact.scorer(directory, runtime, threads)
     if window_length is not None and metadata.window_length != window_length:
         raise ArtifactError(
             f"{directory} takes windows of {metadata.window_length} samples, the serving model {window_length}: refused."
@@ -57,16 +59,18 @@ def load_checked(directory: Path, warm_batch: int, window_length: int | None = N
 class LiveModel:
     """Holds the current `Loaded`; `current` is read once per batch, so a swap never splits a batch."""
 
-    def __init__(self, directory: Path, warm_batch: int) -> None:
+    def __init__(self, directory: Path, warm_batch: int, runtime: str = "tensorflow", threads: int = 1) -> None:
         self.directory = directory
         self.warm_batch = warm_batch
-        self.current = load_checked(directory, warm_batch)
+        self.runtime = runtime
+        self.threads = threads
+        self.current = load_checked(directory, warm_batch, runtime=runtime, threads=threads)
         self._stamp = _stamp(directory)
         self._wake = threading.Event()
         self.swapped = threading.Event()  # set by a reload; the worker loop then settles the heap (stream.heap)
         self._stopped = threading.Event()
         self._publish(None, self.current)
-        log.info("model %s %s loaded from %s", self.current.metadata.name, self.current.metadata.version, directory)
+        log.info("model %s %s loaded from %s on %s", self.current.metadata.name, self.current.metadata.version, directory, runtime)
 
     def request_reload(self) -> None:
         """SIGHUP: reload now, even if model.json looks unchanged."""
@@ -95,8 +99,8 @@ class LiveModel:
     def reload(self, stamp: tuple[int, int] | None = None) -> bool:
         old = self.current
         try:
-            new = load_checked(self.directory, self.warm_batch, old.metadata.window_length)
-        # Any exception: TensorFlow can fail in ways no artifact check foresees, and a reload never takes the worker down.
+            new = load_checked(self.directory, self.warm_batch, old.metadata.window_length, self.runtime, self.threads)
+        # Any exception: a runtime can fail in ways no artifact check foresees, and a reload never takes the worker down.
         except Exception as exc:
             why = str(exc) if isinstance(exc, AnomstreamError) else f"{type(exc).__name__}: {exc}"
             log.warning("model reload failed, still serving %s: %s", old.metadata.version, why)

@@ -91,6 +91,8 @@ class WorkerSettings:
     """Everything the worker is told, checked once at start-up."""
 
     model: Path
+    runtime: str = "tensorflow"
+    litert_threads: int = 1
     bootstrap_servers: str = "localhost:9092"
     input_topic: str = "telemetry-windows"
     scores_topic: str = "telemetry-scores"
@@ -115,6 +117,7 @@ class WorkerSettings:
 
         check_ranges(
             "worker",
+            ("--litert-threads", args.litert_threads, 1 <= args.litert_threads <= 256),
             ("--max-batch", args.max_batch, 1 <= args.max_batch <= 100_000),
             ("--max-wait-ms", args.max_wait_ms, 0 <= args.max_wait_ms <= 60_000),
             ("--commit-interval-ms", args.commit_interval_ms, 0 <= args.commit_interval_ms <= 60_000),
@@ -122,6 +125,9 @@ class WorkerSettings:
             ("--reload-interval-s", args.reload_interval_s, args.reload_interval_s >= 0),
             ("--startup-timeout-s", args.startup_timeout_s, args.startup_timeout_s > 0),
         )
+        from models.runtimes import check_available
+
+        check_available(args.runtime)
         if args.input_topic in (args.scores_topic, args.output_topic, args.dlq_topic):
             raise ConfigError(f"--input-topic {args.input_topic} is also an output topic: the worker would read its own verdicts.")
         return from_namespace(

@@ -55,7 +55,7 @@ class Worker:
             stack.callback(server.shutdown)
             log.info("metrics, /healthz and /readyz on http://%s:%d", s.metrics_host, self.http_port)
 
-            self.model = LiveModel(s.model, warm_batch=s.max_batch)
+            self.model = LiveModel(s.model, warm_batch=s.max_batch, runtime=s.runtime, threads=s.litert_threads)
             self.health.model_ready = True
             self.model.watch(s.reload_interval_s)
             stack.callback(self.model.stop)

@@ -76,6 +76,26 @@ def test_verdicts_for_the_whole_test_split_equal_offline_evaluate(ecg_artifact, 
     assert read(topics["scores"], 1)[0].key().startswith(b"patient-")
 
 
+def test_on_litert_the_worker_publishes_tensorflows_verdicts(ecg_artifact, ecg_split, worker_settings, topics, send, read, start_worker):
+    """`--runtime litert` scores the artifact's model.tflite: the errors are TensorFlow's to float32 rounding."""
+    messages = windows_as_json(ecg_split)
+    send(topics["input"], messages)
+    worker = start_worker(replace(worker_settings, runtime="litert"))
+    verdicts = [json.loads(m.value()) for m in read(topics["scores"], len(messages))]
+    worker.stop()
+
+    assert type(worker.worker.model.current.scorer.runtime).__name__ == "LiteRTRuntime"
+    metadata, tensorflow = artifact.scorer(ecg_artifact)
+    offline = dict(zip((f"ecg5000-{r}" for r in ecg_split.test.rows), tensorflow.errors(ecg_split.test.windows).tolist()))
+    live = {v["id"]: v for v in verdicts}
+    assert len(verdicts) == len(live) == 1000 and live.keys() == offline.keys()
+    np.testing.assert_allclose([live[k]["error"] for k in offline], list(offline.values()), atol=1e-5)
+    threshold = metadata.threshold.value
+    differing = [k for k in offline if live[k]["anomaly"] != (offline[k] > threshold)]
+    assert all(abs(offline[k] - threshold) < 1e-5 for k in differing), differing
+    assert {v["model"]["sha256"] for v in verdicts} == {metadata.model_file.sha256}  # the model's identity, whatever runs it
+
+
 def test_every_reason_reaches_the_dead_letter_topic_with_the_original_bytes(ecg_split, worker_settings, topics, send, read, start_worker):
     good = windows_as_json(ecg_split, np.arange(6))
     bad = [
@@ -134,10 +154,11 @@ def test_an_aborted_transaction_shows_nothing_and_commits_no_offset(ecg_split, w
     assert committed.offset < 0  # no offset was ever committed for the group
 
 
-def test_hot_reload_switches_model_and_a_corrupt_artifact_keeps_the_old(ecg_artifact, ecg_split, worker_settings, topics, send, read, start_worker, tmp_path):
+@pytest.mark.parametrize("runtime", ["tensorflow", "litert"])
+def test_hot_reload_switches_model_and_a_corrupt_artifact_keeps_the_old(ecg_artifact, ecg_split, worker_settings, topics, send, read, start_worker, tmp_path, runtime):
     live_dir = tmp_path / "live"
     shutil.copytree(ecg_artifact, live_dir)
-    worker = start_worker(worker_settings, model=live_dir)
+    worker = start_worker(replace(worker_settings, runtime=runtime), model=live_dir)
     old_version = artifact.read_metadata(live_dir).version
     send(topics["input"], windows_as_json(ecg_split, np.arange(5)))
     assert {json.loads(m.value())["model"]["version"] for m in read(topics["scores"], 5)} == {old_version}
@@ -160,7 +181,7 @@ def test_hot_reload_switches_model_and_a_corrupt_artifact_keeps_the_old(ecg_arti
     # Now a corrupt one: the old model keeps serving and the failure is counted.
     failed = 'anomstream_model_reloads_total{result="failed"}'
     failed_before = metric(get(worker.url + "/metrics")[1], failed)
-    (live_dir / "model.keras").write_bytes(b"garbage")
+    (live_dir / (artifact.MODEL_FILE if runtime == "tensorflow" else artifact.LITERT_FILE)).write_bytes(b"garbage")
     meta["version"] = "broken-2"
     (live_dir / "model.json").write_text(json.dumps(meta))
     assert _eventually(lambda: metric(get(worker.url + "/metrics")[1], failed) > failed_before)

@@ -96,3 +96,43 @@ def test_secrets_from_kafka_config_are_not_logged(ecg_artifact, kafka_bootstrap,
     assert done.returncode == 2  # the missing topic stops it after connecting and logging its config
     assert "sasl.password" in done.stderr and "***" in done.stderr
     assert "hunter2" not in done.stderr
+
+
+# The worker's import path with the training stack made unimportable: what the slim image (Dockerfile, target
+# `slim`) holds. Setting a module to None in sys.modules makes any import of it raise ImportError.
+WITHOUT_TENSORFLOW = (
+    "import runpy, sys; sys.modules.update(dict.fromkeys(['tensorflow', 'keras', 'sklearn', 'pandas', 'scipy'], None)); "
+    "runpy.run_module('stream', run_name='__main__', alter_sys=True)"
+)
+
+
+def without_tensorflow(command: list[str]) -> list[str]:
+    assert command[1:3] == ["-m", "stream"]
+    return [command[0], "-c", WITHOUT_TENSORFLOW, *command[3:]]
+
+
+def test_on_litert_the_worker_runs_without_tensorflow(ecg_artifact, ecg_split, kafka_bootstrap, topics, send, read, tmp_path):
+    test = ecg_split.test
+    send(topics["input"], [(None, codec.encode_window(f"w-{i}", test.windows[i]), None) for i in range(300)])
+    command = without_tensorflow(worker_command(ecg_artifact, kafka_bootstrap, topics, "litert-group", "--runtime", "litert"))
+    with WorkerProcess(command, tmp_path / "litert.log") as worker:
+        verdicts = [json.loads(m.value()) for m in read(topics["scores"], 300, timeout=120)]
+        assert worker.stop(60) == 0, worker.log_tail()
+    assert sorted(v["id"] for v in verdicts) == sorted(f"w-{i}" for i in range(300))
+    assert f"loaded from {ecg_artifact} on litert" in worker.log.read_text()
+
+
+def test_litert_on_an_artifact_without_model_tflite_is_one_sentence_and_exit_2(ecg_artifact, topics, tmp_path):
+    import shutil
+
+    old = tmp_path / "schema-1"
+    shutil.copytree(ecg_artifact, old)
+    meta = json.loads((old / "model.json").read_text())
+    meta.update(schema_version=1)
+    del meta["litert_file"]
+    (old / "model.json").write_text(json.dumps(meta))
+    done = run_to_exit(without_tensorflow(worker_command(old, "127.0.0.1:1", topics, "g-old", "--runtime", "litert")))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"anomstream worker: {old} has no model.tflite (schema_version 1): retrain it with this anomstream, or use --runtime tensorflow."
+    )
