@@ -206,8 +206,9 @@ def test_compose_environment_is_a_valid_configuration(service: str, resolved: di
     from stream.cli import build_parser
     from stream.settings import WorkerSettings
 
-    image = {k: v for k, v in dockerfile_env(repo).items() if k.startswith("ANOMSTREAM_")}
-    assert image == {"ANOMSTREAM_MODEL": "/models/current", "ANOMSTREAM_METRICS_PORT": "9100"}
+    # ${RUNTIME} is the build argument, tensorflow unless the image was built with RUNTIME=litert.
+    image = {k: v.replace("${RUNTIME}", "tensorflow") for k, v in dockerfile_env(repo).items() if k.startswith("ANOMSTREAM_")}
+    assert image == {"ANOMSTREAM_MODEL": "/models/current", "ANOMSTREAM_RUNTIME": "tensorflow", "ANOMSTREAM_METRICS_PORT": "9100"}
     environment = {**image, **{k: str(v) for k, v in resolved["services"][service]["environment"].items()}}
     for name in [name for name in os.environ if name.startswith("ANOMSTREAM_")]:
         monkeypatch.delenv(name)
@@ -219,6 +220,7 @@ def test_compose_environment_is_a_valid_configuration(service: str, resolved: di
         settings = WorkerSettings.from_args(args)
         assert (settings.bootstrap_servers, settings.group_id, settings.delivery) == ("kafka:9092", "anomstream", "exactly-once")
         assert (str(settings.model), settings.metrics_port, settings.metrics_host) == ("/models/current", 9100, "0.0.0.0")
+        assert settings.runtime == "tensorflow"
         assert settings.transactional_id.startswith("anomstream-anomstream-")  # unique per container: <hostname>-<pid>
     elif service == "replay":
         assert (args.bootstrap_servers, args.topic, args.split, args.rate, args.loop) == ("kafka:9092", "telemetry-windows", "test", 100.0, 60)

