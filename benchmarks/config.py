@@ -13,6 +13,7 @@ from typing import Any
 PHASES = ("throughput", "naive", "latency", "memory", "scaleout")
 MODES = ("exactly-once", "at-least-once")
 FORMATS = ("json", "f32")
+RUNTIMES = ("tensorflow", "litert")  # models/runtimes.py; the worker variant on litert is "worker-litert"
 # Tansu's first group join waits about half the session timeout (45 s by default).
 TANSU_SESSION = {"session.timeout.ms": "6000", "heartbeat.interval.ms": "1000"}
 
@@ -27,6 +28,7 @@ class BenchConfig:
     model: Path | None = None
     data: str | None = None
     phases: tuple[str, ...] = PHASES
+    runtimes: tuple[str, ...] = RUNTIMES  # the worker's in throughput, memory and start-up; latency and scale-out: the first
     windows: int = 200_000
     repeats: int = 3
     max_batch: int = 512

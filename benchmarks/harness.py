@@ -26,7 +26,7 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -129,8 +129,28 @@ class Bench:
         meta = artifact.read_metadata(self.model)
         self.result["model"] = {"path": str(self.model), "name": meta.name, "version": meta.version,
                                 "architecture": meta.architecture.name, "threshold": meta.threshold.value}  # fmt: skip
+        self._drop_unusable_runtimes(meta)
         self.templates = Templates(self.dataset.windows, self.dataset.labels)
         self.tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="anomstream-bench-")))
+
+    def _drop_unusable_runtimes(self, meta: Any) -> None:
+        """LiteRT needs its package and the artifact's model.tflite; without either, the run goes on without it, noted."""
+        from models.runtimes import check_available
+        from stream.errors import ConfigError
+
+        usable = []
+        for runtime in self.config.runtimes:
+            try:
+                check_available(runtime)
+                if runtime == "litert" and meta.litert_file is None:
+                    raise ConfigError(f"{self.model} has no model.tflite (retrain it with this anomstream).")
+                usable.append(runtime)
+            except ConfigError as exc:
+                self.result["notes"].append(f"runtime {runtime} not measured: {exc}")
+                log.warning("runtime %s not measured: %s", runtime, exc)
+        if not usable:
+            raise ConfigError(f"none of --runtimes {','.join(self.config.runtimes)} can run here: {self.result['notes'][-1]}")
+        self.config = replace(self.config, runtimes=tuple(usable))
 
     # -- what the phases share ---------------------------------------------------------------------
     @property
@@ -146,9 +166,10 @@ class Bench:
         return topic, producer, {**produced.summary(), "topic": topic, "partitions": partitions, "loadavg": procs.loadavg()}
 
     def worker_args(self, topic: str, outputs: dict[str, str], group: str, mode: str, max_wait_ms: int,
-                    extra: dict[str, str] | None = None) -> list[str]:  # fmt: skip
-        """`anomstream worker` flags for one run; every other flag keeps the worker's default."""
-        args = ["--model", str(self.model), "--bootstrap-servers", self.kafka["bootstrap.servers"], "--input-topic", topic,
+                    extra: dict[str, str] | None = None, runtime: str | None = None) -> list[str]:  # fmt: skip
+        """`anomstream worker` flags for one run (`runtime`: the first of --runtimes by default); every other flag keeps
+        the worker's default."""
+        args = ["--model", str(self.model), "--runtime", runtime or self.config.runtimes[0], "--bootstrap-servers", self.kafka["bootstrap.servers"], "--input-topic", topic,
                 "--scores-topic", outputs["scores"], "--output-topic", outputs["anomalies"], "--dlq-topic", outputs["dlq"],
                 "--group-id", group, "--delivery", mode, "--max-batch", str(self.config.max_batch),
                 "--max-wait-ms", str(max_wait_ms)]  # fmt: skip
@@ -156,10 +177,11 @@ class Bench:
             args += ["-X", f"{key}={value}"]
         return args
 
-    def worker_settings(self, topic: str, outputs: dict[str, str], group: str, mode: str, extra: dict[str, str] | None = None) -> WorkerSettings:
+    def worker_settings(self, topic: str, outputs: dict[str, str], group: str, mode: str, extra: dict[str, str] | None = None,
+                        runtime: str | None = None) -> WorkerSettings:  # fmt: skip
         """An in-process worker's settings: the flags a worker process would get, read the way `anomstream worker` reads
         them (its parser, `WorkerSettings.from_args`), so a worker setting added later comes with its default."""
-        args = [*self.worker_args(topic, outputs, group, mode, self.config.max_wait_ms, extra),
+        args = [*self.worker_args(topic, outputs, group, mode, self.config.max_wait_ms, extra, runtime),
                 "--transactional-id", f"bench-tx-{uuid.uuid4().hex[:8]}", "--metrics-host", "127.0.0.1", "--metrics-port", "0"]  # fmt: skip
         return WorkerSettings.from_args(_worker_parser().parse_args(["worker", *args]))
 

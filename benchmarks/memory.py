@@ -1,6 +1,6 @@
 """The memory phase, and start-up: a worker process's resident memory over a long drain, and its time to ready.
 
-The worker runs as a process and drains a large JSON backlog; RSS and its peak (VmHWM)
+A worker process drains a large JSON backlog, once per runtime (--runtimes); RSS and its peak (VmHWM)
 come from /proc every 100 ms. Start-up is the time from process start to the first
 /readyz 200, by step. Memory is flat when the second half of the drain adds nothing.
 """
@@ -41,9 +41,21 @@ def run(bench: Bench) -> None:
         total = c.memory_windows
     # The count produced, not the high watermark: Tansu can report a stale one right after a produce.
     ends = end_offsets(bench.kafka, topic)
-    outputs = bench.topics.outputs("memory")
-    group = f"bench-{bench.run_id}-memory"
-    worker = procs.WorkerProcess(bench.worker_args(topic, outputs, group, "exactly-once", c.max_wait_ms)).start()
+    for index, runtime in enumerate(c.runtimes):
+        memory, steps = _drain(bench, topic, total, ends, runtime)
+        suffix = "" if index == 0 else f"_{runtime}"  # the first runtime keeps the plain keys (and the RSS target)
+        bench.result["memory" + suffix] = {**memory, "tensorflow_import": tf_import, "loadavg": procs.loadavg()}
+        bench.result["startup" + suffix] = {"runtime": runtime, "seconds_to_ready": steps.get("ready"), "steps_s": steps,
+                                           "tensorflow_import": tf_import,
+                                           "note": "from Popen to the first /readyz 200 (polled every 50 ms); steps are "
+                                           "when /readyz first answered past each stage"}  # fmt: skip
+
+
+def _drain(bench: Bench, topic: str, total: int, ends: Any, runtime: str) -> tuple[dict[str, Any], dict[str, float]]:
+    """One worker process on `runtime` drains the whole backlog with a fresh group: its memory summary and start-up steps."""
+    outputs = bench.topics.outputs(f"memory-{runtime}")
+    group = f"bench-{bench.run_id}-memory-{runtime}"
+    worker = procs.WorkerProcess(bench.worker_args(topic, outputs, group, "exactly-once", bench.config.max_wait_ms, runtime=runtime)).start()
     samples: list[tuple[float, int, int]] = []  # (seconds since start, rss, hwm)
     progress: list[tuple[float, int]] = []  # (seconds since start, committed)
     stop = threading.Event()
@@ -60,9 +72,9 @@ def run(bench: Bench) -> None:
     sampler.start()
     offsets = CommittedOffsets(bench.kafka, group, ends)
     try:
-        log.info("memory: worker process draining %d JSON windows (exactly-once)", total)
+        log.info("memory: worker process on %s draining %d JSON windows (exactly-once)", runtime, total)
         steps = worker.wait_ready()
-        with console.progress("memory drain", total=total, unit="windows") as advance:
+        with console.progress(f"memory drain ({runtime})", total=total, unit="windows") as advance:
             wait_committed(offsets, total, timeout_s=max(600.0, total / 100), interval_s=0.05, advance=advance,
                            on_sample=lambda now, n: progress.append((now - worker.started, n)),
                            alive=lambda: worker.alive)  # fmt: skip
@@ -74,12 +86,9 @@ def run(bench: Bench) -> None:
         worker.stop()
         worker.cleanup()
         bench.topics.delete(list(outputs.values()))
-    bench.result["memory"] = {**_memory_summary(samples, progress, total, steps), "consumed": int(consumed),
-                             "windows": total, "format": "json", "delivery": "exactly-once",
-                             "tensorflow_import": tf_import, "loadavg": procs.loadavg()}  # fmt: skip
-    bench.result["startup"] = {"seconds_to_ready": steps.get("ready"), "steps_s": steps, "tensorflow_import": tf_import,
-                              "note": "from Popen to the first /readyz 200 (polled every 50 ms); steps are when "
-                              "/readyz first answered past each stage"}  # fmt: skip
+    summary = {**_memory_summary(samples, progress, total, steps), "consumed": int(consumed), "windows": total,
+               "format": "json", "delivery": "exactly-once", "runtime": runtime}  # fmt: skip
+    return summary, steps
 
 
 def _memory_summary(samples: list[tuple[float, int, int]], progress: list[tuple[float, int]], total: int,

@@ -72,18 +72,8 @@ def markdown(result: dict[str, Any]) -> str:
                        f"{_n(r['verdict_produced']['p50_ms'], 1)} / {_n(r['verdict_produced']['p99_ms'], 1)} | {r['loadavg'][0]:.1f} |")  # fmt: skip
         if any(r.get("note") for r in latency["runs"]):
             out.append("\n† offered above the measured maximum: the queue grows for the whole run, so these are queueing delays.")
-    memory, startup = result.get("memory"), result.get("startup")
-    if memory:
-        out.append(f"\nMemory (worker process, exactly-once, {memory['windows']:,} JSON windows drained at "
-                   f"{_n(memory.get('drain_windows_per_s_10_90'))} windows/s): peak RSS (VmHWM) {memory['peak_rss_mib']} MiB, "
-                   f"steady (median over the second half) {memory['steady_rss_mib']} MiB, growth over the second half "
-                   f"{memory['second_half_growth_mib']} MiB; RSS at ready {memory['rss_at_ready_mib']} MiB; by progress "
-                   + ", ".join(f"{k} {v}" for k, v in memory["rss_at_progress_mib"].items()) + " MiB.")  # fmt: skip
-    if startup:
-        tf = startup.get("tensorflow_import", {})
-        out.append(f"\nStart-up to /readyz 200: {startup['seconds_to_ready']} s (steps, s since start: "
-                   + ", ".join(f"{k} {v}" for k, v in startup["steps_s"].items())
-                   + f"); `import tensorflow, keras` alone: {tf.get('import_seconds')} s, {tf.get('rss_mib')} MiB.")  # fmt: skip
+    for suffix in runtime_suffixes(result):
+        out += _memory_and_startup(result.get("memory" + suffix), result.get("startup" + suffix))
     scaleout = result.get("scaleout")
     if scaleout:
         out.append(f"\nScale-out, {scaleout['windows']:,} JSON windows on 4 partitions, exactly-once:\n")
@@ -102,6 +92,28 @@ def markdown(result: dict[str, Any]) -> str:
     for error in result.get("errors", []):
         out.append(f"\nPhase {error['phase']} failed: {error['error']}")
     return "\n".join(out) + "\n"
+
+
+def runtime_suffixes(result: dict[str, Any]) -> list[str]:
+    """"" for the first runtime's memory and start-up (plain keys), then "_litert" and the like (benchmarks/memory.py)."""
+    return [key[len("memory"):] for key in result if key == "memory" or key.startswith("memory_")]
+
+
+def _memory_and_startup(memory: dict[str, Any] | None, startup: dict[str, Any] | None) -> list[str]:
+    out = []
+    runtime = (memory or startup or {}).get("runtime", "tensorflow")
+    if memory:
+        out.append(f"\nMemory (worker process on {runtime}, exactly-once, {memory['windows']:,} JSON windows drained at "
+                   f"{_n(memory.get('drain_windows_per_s_10_90'))} windows/s): peak RSS (VmHWM) {memory['peak_rss_mib']} MiB, "
+                   f"steady (median over the second half) {memory['steady_rss_mib']} MiB, growth over the second half "
+                   f"{memory['second_half_growth_mib']} MiB; RSS at ready {memory['rss_at_ready_mib']} MiB; by progress "
+                   + ", ".join(f"{k} {v}" for k, v in memory["rss_at_progress_mib"].items()) + " MiB.")  # fmt: skip
+    if startup:
+        tf = startup.get("tensorflow_import", {})
+        out.append(f"\nStart-up on {runtime} to /readyz 200: {startup['seconds_to_ready']} s (steps, s since start: "
+                   + ", ".join(f"{k} {v}" for k, v in startup["steps_s"].items())
+                   + f"); `import tensorflow, keras` alone: {tf.get('import_seconds')} s, {tf.get('rss_mib')} MiB.")  # fmt: skip
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

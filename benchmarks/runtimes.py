@@ -12,7 +12,9 @@ TensorFlow (what a slim worker image would hold). Each child reports the seconds
 start to the first scored batch, its RSS then, the median µs per window over batches of
 512, and the reconstruction errors of the whole ECG5000 test split, which are compared with
 TensorFlow's own: the largest difference and how many verdicts (error > threshold) differ.
-Prints one JSON object. Measures only; the worker still scores with TensorFlow.
+Prints one JSON object. This is the comparison that chose LiteRT for the worker's
+`--runtime litert` (models/runtimes.py, which holds the export used here); the bench
+measures that worker itself, and this script stays the one place ONNX Runtime is measured.
 """
 
 from __future__ import annotations
@@ -51,13 +53,13 @@ def _rss_mib() -> float:
 
 def export(model_dir: Path, out: Path) -> dict[str, Any]:
     """The inputs every child needs: the test split (raw), the normalisation, TensorFlow's errors, both exports."""
-    import tensorflow as tf
-
     from models import artifact, data
+    from models.runtimes import export_litert
 
     metadata, scorer = artifact.scorer(model_dir)
-    dense = [layer for layer in scorer.model.layers if layer.__class__.__name__ == "Dense"]
-    if len(dense) != len([layer for layer in scorer.model.layers if layer.weights]):
+    model = scorer.runtime.model
+    dense = [layer for layer in model.layers if layer.__class__.__name__ == "Dense"]
+    if len(dense) != len([layer for layer in model.layers if layer.weights]):
         raise SystemExit(f"{model_dir} is not the dense architecture: only Dense layers are exported here.")
     test = data.split(data.load(data.resolve())).test.windows.astype(np.float32)
     np.savez(
@@ -70,11 +72,7 @@ def export(model_dir: Path, out: Path) -> dict[str, Any]:
     )
     np.savez(out / "weights.npz", **{f"{i}_{part}": w.numpy() for i, layer in enumerate(dense) for part, w in zip(("kernel", "bias"), layer.weights)},
              activations=np.array([layer.get_config()["activation"] for layer in dense]))  # fmt: skip
-    # Through a SavedModel, which freezes the weights into constants: converted from a concrete function, a
-    # Keras 3 model keeps them as resource variables, and LiteRT's default (XNNPACK) delegate then reads NaN.
-    scorer.model.export(str(out / "saved_model"), verbose=False)
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(out / "saved_model"))
-    (out / "model.tflite").write_bytes(converter.convert())
+    export_litert(model, out / "model.tflite")
     return {"layers": [int(layer.units) for layer in dense], "window_length": metadata.window_length}
 
 

@@ -19,6 +19,12 @@ def throughput_rate(result: dict[str, Any], variant: str, fmt: str, mode: str) -
     return None
 
 
+def _workers(result: dict[str, Any]) -> list[tuple[str, str]]:
+    """(variant, label suffix) of each worker measured: TensorFlow's plain, LiteRT's marked."""
+    measured = {row["variant"] for row in result.get("throughput", {}).get("runs", [])}
+    return [(variant, label) for variant, label in (("worker", ""), ("worker-litert", " (litert)")) if variant in measured]
+
+
 def ratios(result: dict[str, Any]) -> dict[str, float | None]:
     found: dict[str, float | None] = {}
 
@@ -26,11 +32,13 @@ def ratios(result: dict[str, Any]) -> dict[str, float | None]:
         return round(a / b, 3) if a and b else None
 
     naive = result.get("naive", {}).get("windows_per_s")
+    for variant, label in _workers(result):
+        for mode in MODES:
+            for fmt in FORMATS:
+                worker = throughput_rate(result, variant, fmt, mode)
+                found[f"{fmt} {mode}: worker{label} / passthrough"] = ratio(worker, throughput_rate(result, "passthrough", fmt, mode))
+                found[f"{fmt} {mode}: worker{label} / naive"] = ratio(worker, naive)
     for mode in MODES:
-        for fmt in FORMATS:
-            worker = throughput_rate(result, "worker", fmt, mode)
-            found[f"{fmt} {mode}: worker / passthrough"] = ratio(worker, throughput_rate(result, "passthrough", fmt, mode))
-            found[f"{fmt} {mode}: worker / naive"] = ratio(worker, naive)
         found[f"json {mode}: msgspec worker / stdlib-json worker"] = ratio(
             throughput_rate(result, "worker", "json", mode), throughput_rate(result, "worker-stdlib-json", "json", mode)
         )
@@ -47,19 +55,21 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
                         "met": value >= goal if higher else value <= goal})  # fmt: skip
 
     naive = result.get("naive", {}).get("windows_per_s")
-    for mode in MODES:
-        f32, ceiling = throughput_rate(result, "worker", "f32", mode), throughput_rate(result, "passthrough", "f32", mode)
-        add(f"f32 {mode}: >= 100k windows/s", f32, 100_000, unit="windows/s")
-        add(f"f32 {mode}: >= 0.7 x passthrough", round(f32 / ceiling, 3) if f32 and ceiling else None, 0.7, unit="x")
-        add(f"json {mode}: >= 40k windows/s", throughput_rate(result, "worker", "json", mode), 40_000, unit="windows/s")
-        json_rate = throughput_rate(result, "worker", "json", mode)
-        add(f"json {mode}: >= 1000 x naive", round(json_rate / naive, 1) if json_rate and naive else None, 1000, unit="x")
+    for variant, label in _workers(result):
+        for mode in MODES:
+            f32, ceiling = throughput_rate(result, variant, "f32", mode), throughput_rate(result, "passthrough", "f32", mode)
+            add(f"f32 {mode}{label}: >= 100k windows/s", f32, 100_000, unit="windows/s")
+            add(f"f32 {mode}{label}: >= 0.7 x passthrough", round(f32 / ceiling, 3) if f32 and ceiling else None, 0.7, unit="x")
+            json_rate = throughput_rate(result, variant, "json", mode)
+            add(f"json {mode}{label}: >= 40k windows/s", json_rate, 40_000, unit="windows/s")
+            add(f"json {mode}{label}: >= 1000 x naive", round(json_rate / naive, 1) if json_rate and naive else None, 1000, unit="x")
     for row in result.get("latency", {}).get("runs", []):
         if row["offered_rate"] == 10_000:
             goal = 25 if row["delivery"] == "at-least-once" else 100
             add(f"p99 at 10k/s, {row['delivery']}, --max-wait-ms {row['max_wait_ms']}: <= {goal} ms", row["p99_ms"], goal, higher=False, unit="ms")
-    memory = result.get("memory", {})
-    if memory.get("steady_rss_mib") and memory.get("second_half_growth_mib") is not None:
-        add("RSS flat: growth over the second half of the drain <= 5% of steady RSS",
-            round(memory["second_half_growth_mib"] / memory["steady_rss_mib"] * 100, 2), 5, higher=False, unit="%")
+    for key in [key for key in result if key == "memory" or key.startswith("memory_")]:
+        memory = result[key]
+        if memory.get("steady_rss_mib") and memory.get("second_half_growth_mib") is not None:
+            add(f"RSS flat ({memory.get('runtime', 'tensorflow')}): growth over the second half of the drain <= 5% of steady RSS",
+                round(memory["second_half_growth_mib"] / memory["steady_rss_mib"] * 100, 2), 5, higher=False, unit="%")
     return found

@@ -2,8 +2,8 @@
 
 - **throughput**: a pre-produced backlog of N windows per input format (JSON, float32),
   drained by a fresh consumer group per run, for each variant x format x delivery mode:
-  the worker; the passthrough ceiling (same loop, no decode, no model); the worker with
-  stdlib `json` decoding. Time runs from the first message the worker's consumer hands
+  the worker (on TensorFlow: `worker`; on LiteRT: `worker-litert`); the passthrough ceiling
+  (same loop, no decode, no model); the worker with stdlib `json` decoding. Time runs from the first message the worker's consumer hands
   over (a wrapper around its `consume`) to the moment the group's committed offsets,
   polled every 20 ms from the group coordinator, reach the end of the backlog. Runs are
   interleaved across repetitions; the median is reported.
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from benchmarks.harness import Bench
 
 log = logging.getLogger("anomstream.bench")
+WORKER_VARIANTS = {"tensorflow": "worker", "litert": "worker-litert"}
 
 
 def run(bench: Bench) -> None:
@@ -41,8 +42,9 @@ def run(bench: Bench) -> None:
         topic, _, summary = bench.new_backlog(fmt, bench.windows)
         bench.backlogs[fmt] = summary
     bench.result["backlog"] = bench.backlogs
-    plan = [(variant, fmt, mode) for variant in ("worker", "passthrough") for fmt in FORMATS for mode in MODES]
-    plan += [("worker-stdlib-json", "json", mode) for mode in MODES]
+    workers = [WORKER_VARIANTS[runtime] for runtime in c.runtimes]
+    plan = [(variant, fmt, mode) for variant in (*workers, "passthrough") for fmt in FORMATS for mode in MODES]
+    plan += [("worker-stdlib-json", "json", mode) for mode in MODES]  # on the first runtime, like the latency phase
     runs: dict[tuple[str, str, str], list[dict[str, Any]]] = {key: [] for key in plan}
     for repeat in range(c.repeats):
         for variant, fmt, mode in plan:
@@ -77,7 +79,8 @@ def _drain_in_process(bench: Bench, variant: str, fmt: str, mode: str, repeat: i
     topic, count = bench.backlogs[fmt]["topic"], bench.windows
     outputs = bench.topics.outputs(f"{variant}-{fmt}")
     group = f"bench-{bench.run_id}-{variant}-{fmt}-{mode}-{repeat}"
-    settings = bench.worker_settings(topic, outputs, group, mode)
+    runtime = "litert" if variant == "worker-litert" else None  # None: the first of --runtimes
+    settings = bench.worker_settings(topic, outputs, group, mode, runtime=runtime)
     worker = (PassthroughWorker if variant == "passthrough" else TimedWorker)(settings)
     scored0, invalid0 = metrics.WINDOWS_SCORED._value.get(), sum(
         s.value for s in next(iter(metrics.INVALID.collect())).samples if s.name.endswith("_total")

@@ -141,7 +141,7 @@ def naive(config: dict[str, Any], topic: str, output_topic: str, model_dir: Path
     from models import artifact
 
     metadata, scorer = artifact.scorer(model_dir)
-    model, normalisation, threshold = scorer.model, scorer.normalisation, metadata.threshold.value
+    model, normalisation, threshold = scorer.runtime.model, scorer.normalisation, metadata.threshold.value
     model.predict(np.zeros((1, metadata.window_length), dtype=np.float32), verbose=0)  # warm, as the worker warms up
     consumer = clients.create(Consumer, {**config, "group.id": f"bench-naive-{uuid.uuid4().hex[:6]}", "auto.offset.reset": "earliest"})
     consumer.assign([TopicPartition(topic, 0, 0)])

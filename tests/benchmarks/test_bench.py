@@ -27,7 +27,7 @@ from stream import codec  # noqa: E402
 
 VARIANTS = {
     (variant, fmt, mode)
-    for variant in ("worker", "passthrough")
+    for variant in ("worker", "worker-litert", "passthrough")
     for fmt in ("json", "f32")
     for mode in ("exactly-once", "at-least-once")
 } | {("worker-stdlib-json", "json", mode) for mode in ("exactly-once", "at-least-once")}
@@ -97,8 +97,11 @@ def test_quick_preset_and_flags() -> None:
     config = command.config_from_args(args)
     assert config.quick and config.windows == 1000 and config.repeats == 1
     assert config.phases == ("throughput", "latency") and config.latency_max_wait_ms == (5, 20)
-    with pytest.raises(SystemExit):
-        parser.parse_args(["bench", "--phases", "everything"])
+    assert config.runtimes == ("tensorflow", "litert")
+    assert command.config_from_args(parser.parse_args(["bench", "--runtimes", "litert,tensorflow,litert"])).runtimes == ("litert", "tensorflow")
+    for bad in (["--phases", "everything"], ["--runtimes", "onnx"], ["--runtimes", ","]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["bench", *bad])
 
 
 @pytest.mark.integration
@@ -144,10 +147,14 @@ def test_ci_sized_bench_runs_every_phase(kafka_broker, ecg_artifact: Path) -> No
         assert row["verdicts"] == row["sent"] > 0 and row["max_wait_ms"] == 20
         assert 0 < row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"] <= row["max_ms"]
 
-    memory = result["memory"]
-    assert memory["consumed"] == memory["windows"] >= memory_windows
-    assert memory["peak_rss_mib"] >= memory["steady_rss_mib"] > 0
-    assert result["startup"]["seconds_to_ready"] > 0 and "ready" in result["startup"]["steps_s"]
+    for suffix, runtime in (("", "tensorflow"), ("_litert", "litert")):  # one drain per runtime, the first on plain keys
+        memory, startup = result["memory" + suffix], result["startup" + suffix]
+        assert memory["runtime"] == startup["runtime"] == runtime
+        assert memory["consumed"] == memory["windows"] >= memory_windows
+        assert memory["peak_rss_mib"] >= memory["steady_rss_mib"] > 0
+        assert startup["seconds_to_ready"] > 0 and "ready" in startup["steps_s"]
+    # Not a speed assertion: LiteRT's worker never imports TensorFlow, which alone is hundreds of MiB.
+    assert result["memory_litert"]["rss_at_ready_mib"] < result["memory"]["rss_at_ready_mib"]
 
     scaleout = result["scaleout"]["runs"]
     assert [r["workers"] for r in scaleout] == [1, 2]
@@ -157,6 +164,13 @@ def test_ci_sized_bench_runs_every_phase(kafka_broker, ecg_artifact: Path) -> No
         assert row["windows_per_s"] > 0
 
     assert result["ratios"] and result["targets"]
+    assert "json exactly-once: worker (litert) / passthrough" in result["ratios"]
+    assert {t["target"] for t in result["targets"]} >= {"f32 exactly-once (litert): >= 100k windows/s", "RSS flat (litert): growth over the second half of the drain <= 5% of steady RSS"}
+
+    from benchmarks.report import markdown
+
+    text = markdown(result)
+    assert "| worker-litert | f32 | exactly-once |" in text and "Start-up on litert to /readyz 200:" in text
 
 
 @pytest.mark.integration
