@@ -71,14 +71,14 @@ def _latency_worker(bench: Bench, mode: str, max_wait: int, rates: list[float], 
     topic = bench.topics.create(f"lat-{mode[:2]}-{max_wait}-input")
     outputs = bench.topics.outputs(f"lat-{mode[:2]}-{max_wait}")
     group = f"bench-{bench.run_id}-lat-{mode}-{max_wait}"
-    worker = procs.WorkerProcess(bench.worker_args(topic, outputs, group, mode, max_wait)).start()
+    worker = procs.WorkerProcess.with_flags(bench.worker_args(topic, outputs, group, mode, max_wait))
     reader = clients.create(Consumer, {**bench.kafka, "group.id": f"bench-lat-reader-{uuid.uuid4().hex[:6]}", "enable.auto.commit": False,
                        "isolation.level": "read_committed", "fetch.wait.max.ms": 10})  # fmt: skip
     reader.assign([TopicPartition(outputs["scores"], 0, 0)])
     rows = []
     try:
         log.info("latency %s, --max-wait-ms %d: starting the worker process", mode, max_wait)
-        worker.wait_ready()
+        worker.ready_steps()
         for rate in rates:
             rows.append(_latency_run(bench, worker, reader, topic, mode, max_wait, rate, arrays, best))
     finally:

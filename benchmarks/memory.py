@@ -55,7 +55,7 @@ def _drain(bench: Bench, topic: str, total: int, ends: Any, runtime: str) -> tup
     """One worker process on `runtime` drains the whole backlog with a fresh group: its memory summary and start-up steps."""
     outputs = bench.topics.outputs(f"memory-{runtime}")
     group = f"bench-{bench.run_id}-memory-{runtime}"
-    worker = procs.WorkerProcess(bench.worker_args(topic, outputs, group, "exactly-once", bench.config.max_wait_ms, runtime=runtime)).start()
+    worker = procs.WorkerProcess.with_flags(bench.worker_args(topic, outputs, group, "exactly-once", bench.config.max_wait_ms, runtime=runtime))
     samples: list[tuple[float, int, int]] = []  # (seconds since start, rss, hwm)
     progress: list[tuple[float, int]] = []  # (seconds since start, committed)
     stop = threading.Event()
@@ -73,7 +73,7 @@ def _drain(bench: Bench, topic: str, total: int, ends: Any, runtime: str) -> tup
     offsets = CommittedOffsets(bench.kafka, group, ends)
     try:
         log.info("memory: worker process on %s draining %d JSON windows (exactly-once)", runtime, total)
-        steps = worker.wait_ready()
+        steps = worker.ready_steps()
         with console.progress(f"memory drain ({runtime})", total=total, unit="windows") as advance:
             wait_committed(offsets, total, timeout_s=max(600.0, total / 100), interval_s=0.05, advance=advance,
                            on_sample=lambda now, n: progress.append((now - worker.started, n)),
@@ -83,7 +83,6 @@ def _drain(bench: Bench, topic: str, total: int, ends: Any, runtime: str) -> tup
         stop.set()
         sampler.join(5)
         offsets.close()
-        worker.stop()
         worker.cleanup()
         bench.topics.delete(list(outputs.values()))
     summary = {**_memory_summary(samples, progress, total, steps), "consumed": int(consumed), "windows": total,

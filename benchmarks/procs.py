@@ -12,16 +12,16 @@ import logging
 import os
 import platform
 import re
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 from stream.brokers import free_port
 
@@ -98,39 +98,88 @@ def metric(text: str, name: str) -> float:
     return total
 
 
-@dataclass
+def stop_process(process: subprocess.Popen[bytes], timeout: float) -> int:
+    """SIGTERM, then SIGKILL after `timeout` s: a wedged process must not outlive its caller. Its exit code."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("process %d did not stop within %.0f s: killing it", process.pid, timeout)
+            process.kill()
+            process.wait(10)
+    return process.returncode
+
+
 class WorkerProcess:
-    """`python -m stream worker` as a child process, with its log in a temporary file."""
+    """A worker process (`python -m stream worker ...`): its log, /readyz and /metrics, and a stop that never leaves
+    it running. The bench's phases use it, and so do the tests that need the worker as a process
+    (tests/worker_process.py adds their assertions). Started on construction; a context manager that stops it.
+    """
 
-    args: list[str]
-    port: int = field(default_factory=lambda: free_port())
-    proc: subprocess.Popen[bytes] | None = None
-    started: float = 0.0
-    log_file: Any = None
+    def __init__(
+        self, command: list[str], log: Path, port: int | None = None, *,
+        env: Mapping[str, str] | None = None, stdout: Path | None = None,
+    ) -> None:  # fmt: skip
+        """Start `command` with its stderr appended to `log`. `stdout`: None discards it; `log` itself interleaves it.
 
-    def start(self) -> WorkerProcess:
-        self.log_file = tempfile.NamedTemporaryFile(prefix="bench-worker-", suffix=".log", delete=False)
-        command = [sys.executable, "-m", "stream", "worker", *self.args, "--metrics-host", "127.0.0.1", "--metrics-port", str(self.port)]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+        `port` is the --metrics-port the command passes (None if 0: set it once known). Runs in the repository
+        root, so `-m stream` resolves wherever the caller was started.
+        """
+        self.log = log
+        self.port = port
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self.log_file, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-        return self
+        with log.open("ab") as stderr:  # the child keeps its own copies of the descriptors
+            if stdout is None or stdout == log:
+                out = subprocess.DEVNULL if stdout is None else stderr
+                self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=stderr, env=env, cwd=REPO)
+            else:
+                with stdout.open("ab") as out_file:
+                    self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out_file, stderr=stderr, env=env, cwd=REPO)
+        self._temporary_log = False
+
+    @classmethod
+    def with_flags(cls, flags: list[str]) -> WorkerProcess:
+        """`python -m stream worker FLAGS` with its metrics on 127.0.0.1 and a free port, its output in a temporary
+        file that :meth:`cleanup` removes (the bench's workers)."""
+        port = free_port()
+        handle, name = tempfile.mkstemp(prefix="bench-worker-", suffix=".log")
+        os.close(handle)
+        command = [sys.executable, "-m", "stream", "worker", *flags, "--metrics-host", "127.0.0.1", "--metrics-port", str(port)]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+        worker = cls(command, Path(name), port, env=env, stdout=Path(name))
+        worker._temporary_log = True
+        return worker
 
     @property
     def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
+        return self.process.pid
 
     @property
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.process.poll() is None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def wait_ready(self, timeout_s: float = 180.0, interval_s: float = 0.05) -> dict[str, float]:
-        """Poll /readyz until 200; returns when each start-up step was first seen (seconds since start)."""
+    def log_tail(self, chars: int = 3000) -> str:
+        """The end of the worker's log, for an error or assertion message."""
+        with contextlib.suppress(OSError):
+            return self.log.read_text(errors="replace")[-chars:]
+        return ""
+
+    def readyz(self, timeout: float = 2.0) -> int:
+        """/readyz's status (200 ready, 503 not), or 0 while nothing answers."""
+        return http_get(self.url + "/readyz", timeout)[0]
+
+    def metrics(self, timeout: float = 5.0) -> str:
+        """The /metrics page (Prometheus text format); OSError while nothing answers, never an empty page."""
+        with urllib.request.urlopen(self.url + "/metrics", timeout=timeout) as response:
+            return response.read().decode("utf-8", "replace")
+
+    def ready_steps(self, timeout_s: float = 180.0, interval_s: float = 0.05) -> dict[str, float]:
+        """Poll /readyz until 200; when each start-up step was first seen, in seconds since the process started."""
         steps: dict[str, float] = {}
         deadline = time.monotonic() + timeout_s
         while True:
@@ -147,40 +196,32 @@ class WorkerProcess:
                     steps.setdefault("ready", now)
                     return {k: round(v, 3) for k, v in steps.items()}
             if not self.alive:
-                raise RuntimeError(f"the worker exited with code {self.proc.returncode} before it was ready:\n{self.log_tail()}")
+                raise RuntimeError(f"the worker exited with code {self.process.returncode} before it was ready:\n{self.log_tail()}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the worker was not ready within {timeout_s:.0f} s:\n{self.log_tail()}")
             time.sleep(interval_s)
 
-    def metrics(self) -> str:
-        return http_get(self.url + "/metrics", timeout=5.0)[1]
+    def stop(self, timeout: float = 60.0) -> int:
+        """SIGTERM (the worker finishes its batch and commits), then SIGKILL after `timeout` s. The exit code."""
+        return stop_process(self.process, timeout)
 
-    def stop(self, timeout_s: float = 60.0) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                log.warning("worker %d did not stop within %.0f s: killing it", self.pid, timeout_s)
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
-
-    def log_tail(self, lines: int = 30) -> str:
-        if self.log_file is None:
-            return ""
-        with contextlib.suppress(OSError):
-            return "\n".join(Path(self.log_file.name).read_text(errors="replace").splitlines()[-lines:])
-        return ""
+    def kill(self) -> None:
+        """SIGKILL, as a crash: no batch finished, no commit, no transaction aborted."""
+        self.process.kill()
+        self.process.wait(30)
 
     def cleanup(self) -> None:
+        """Stop it, and remove its log if it was a temporary one."""
         self.stop()
-        if self.log_file is not None:
-            self.log_file.close()
+        if self._temporary_log:
             with contextlib.suppress(OSError):
-                os.unlink(self.log_file.name)
+                self.log.unlink()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+        self.stop()
 
 
 def tensorflow_import() -> dict[str, float]:

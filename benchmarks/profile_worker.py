@@ -195,13 +195,13 @@ def main(argv: list[str] | None = None) -> int:
         outputs = topics.outputs("profile")
         _, producer = produce_backlog(kafka, topic, Templates(dataset.windows, dataset.labels), args.format, args.windows, transactional=True)
         group = f"profile-{uuid.uuid4().hex[:6]}"
-        worker = procs.WorkerProcess(
+        worker = procs.WorkerProcess.with_flags(
             ["--model", str(model), "--bootstrap-servers", bootstrap, "--input-topic", topic, "--scores-topic", outputs["scores"],
              "--output-topic", outputs["anomalies"], "--dlq-topic", outputs["dlq"], "--group-id", group, "--delivery", args.delivery,
              "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms), *args.worker_arg]
-        ).start()  # fmt: skip
+        )  # fmt: skip
         stack.callback(worker.cleanup)
-        worker.wait_ready()
+        worker.ready_steps()
         command = [py_spy, "record", "--pid", str(worker.pid), "--format", "raw", "--output", str(raw), "--rate", str(args.rate),
                    "--idle", "--threads", *(["--native"] if args.native else ["--nonblocking"])]  # fmt: skip
         stages0 = _stage_sums(worker.metrics())

@@ -49,13 +49,13 @@ def _scaleout(bench: Bench, workers: int) -> dict[str, Any]:
     topic, producer, _ = bench.new_backlog("json", bench.scaleout_windows, partitions=4, transactional=True, stem=f"scale{workers}-input")
     outputs = bench.topics.outputs(f"scale{workers}")
     group = f"bench-{bench.run_id}-scale{workers}"
-    processes = [procs.WorkerProcess(bench.worker_args(topic, outputs, group, "exactly-once", c.max_wait_ms)) for _ in range(workers)]
+    processes: list[procs.WorkerProcess] = []
     try:
-        for process in processes:
-            process.start()
+        for _ in range(workers):
+            processes.append(procs.WorkerProcess.with_flags(bench.worker_args(topic, outputs, group, "exactly-once", c.max_wait_ms)))
         log.info("scale-out: %d worker process(es); releasing the backlog once the group is stable", workers)
         for process in processes:
-            process.wait_ready()
+            process.ready_steps()
         stable = _wait_stable(bench, group, workers)
         early = sum(procs.metric(p.metrics(), "anomstream_windows_consumed_total") for p in processes)
         if early:
@@ -79,7 +79,6 @@ def _scaleout(bench: Bench, workers: int) -> dict[str, Any]:
         load = procs.loadavg()
     finally:
         for process in processes:
-            process.stop()
             process.cleanup()
         bench.topics.delete([topic, *outputs.values()])
     seconds = done - released
