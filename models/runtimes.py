@@ -3,8 +3,8 @@
 TensorFlow is the reference: training, evaluation and the worker by default.
 LiteRT (`ai-edge-litert`) runs the same model, converted at training time by
 TensorFlow's own converter into `model.tflite`. It needs neither TensorFlow nor
-Keras, so a worker on it starts in well under a second and is ~15x smaller in
-memory (BENCHMARKS.md, "Lighter inference runtimes"); its errors match
+Keras, so a worker on it starts in under a second and holds 5-9x less memory
+(BENCHMARKS.md, session 4's full run); its errors match
 TensorFlow's to float32 rounding (tests/models/test_runtimes.py).
 
 Both import their library when built, never at module import: a worker on
