@@ -169,7 +169,8 @@ class Bench:
                     extra: dict[str, str] | None = None, runtime: str | None = None) -> list[str]:  # fmt: skip
         """`anomstream worker` flags for one run (`runtime`: the first of --runtimes by default); every other flag keeps
         the worker's default."""
-        args = ["--model", str(self.model), "--runtime", runtime or self.config.runtimes[0], "--bootstrap-servers", self.kafka["bootstrap.servers"], "--input-topic", topic,
+        args = ["--model", str(self.model), "--runtime", runtime or self.config.runtimes[0],
+                "--bootstrap-servers", self.kafka["bootstrap.servers"], "--input-topic", topic,
                 "--scores-topic", outputs["scores"], "--output-topic", outputs["anomalies"], "--dlq-topic", outputs["dlq"],
                 "--group-id", group, "--delivery", mode, "--max-batch", str(self.config.max_batch),
                 "--max-wait-ms", str(max_wait_ms)]  # fmt: skip
