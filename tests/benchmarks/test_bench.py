@@ -165,7 +165,12 @@ def test_ci_sized_bench_runs_every_phase(kafka_broker, ecg_artifact: Path) -> No
 
     assert result["ratios"] and result["targets"]
     assert "json exactly-once: worker (litert) / passthrough" in result["ratios"]
-    assert {t["target"] for t in result["targets"]} >= {"f32 exactly-once (litert): >= 100k windows/s", "RSS flat (litert): growth over the second half of the drain <= 5% of steady RSS"}
+    names = {t["target"] for t in result["targets"]}
+    assert "f32 exactly-once (litert): >= 100k windows/s" in names
+    # A drain this short can fit the second half in one 100 ms RSS sample: growth is then unmeasured (no target),
+    # never made up. When measured, each RSS target names its runtime.
+    rss = {name for name in names if name.startswith("RSS flat")}
+    assert rss <= {f"RSS flat ({runtime}): growth over the second half of the drain <= 5% of steady RSS" for runtime in ("tensorflow", "litert")}
 
     from benchmarks.report import markdown
 
