@@ -132,7 +132,7 @@ def render(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from benchmarks.report import runtime_suffixes
+    from benchmarks.report import memory_and_startup
 
     out = Console()
     machine, broker = result["machine"], result["broker"]
@@ -168,9 +168,7 @@ def render(result: dict[str, Any]) -> None:
             table.add_row(row["delivery"], str(row["max_wait_ms"]), f"{row['offered_rate']:,.0f}", f"{row['achieved_rate']:,.0f}",
                           str(row["p50_ms"]), str(row["p95_ms"]), str(row["p99_ms"]), f"{row['loadavg'][0]:.1f}")  # fmt: skip
         out.print(table)
-    for suffix in runtime_suffixes(result):
-        memory, startup = result.get("memory" + suffix), result.get("startup" + suffix)
-        runtime = (memory or startup or {}).get("runtime", "tensorflow")
+    for runtime, memory, startup in memory_and_startup(result):
         if memory:
             out.print(f"memory ({runtime}): {memory['windows']:,} windows drained, peak RSS {memory['peak_rss_mib']} MiB, steady "
                       f"{memory['steady_rss_mib']} MiB, growth over the second half {memory['second_half_growth_mib']} MiB")  # fmt: skip

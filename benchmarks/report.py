@@ -72,8 +72,8 @@ def markdown(result: dict[str, Any]) -> str:
                        f"{_n(r['verdict_produced']['p50_ms'], 1)} / {_n(r['verdict_produced']['p99_ms'], 1)} | {r['loadavg'][0]:.1f} |")  # fmt: skip
         if any(r.get("note") for r in latency["runs"]):
             out.append("\n† offered above the measured maximum: the queue grows for the whole run, so these are queueing delays.")
-    for suffix in runtime_suffixes(result):
-        out += _memory_and_startup(result.get("memory" + suffix), result.get("startup" + suffix))
+    for runtime, memory, startup in memory_and_startup(result):
+        out += _memory_and_startup(runtime, memory, startup)
     scaleout = result.get("scaleout")
     if scaleout:
         out.append(f"\nScale-out, {scaleout['windows']:,} JSON windows on 4 partitions, exactly-once:\n")
@@ -94,14 +94,18 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-def runtime_suffixes(result: dict[str, Any]) -> list[str]:
-    """"" for the first runtime's memory and start-up (plain keys), then "_litert" and the like (benchmarks/memory.py)."""
-    return [key[len("memory"):] for key in result if key == "memory" or key.startswith("memory_")]
+def memory_and_startup(result: dict[str, Any]) -> list[tuple[str, dict[str, Any] | None, dict[str, Any] | None]]:
+    """(runtime, memory, start-up) per runtime measured: the first on the plain keys, then "memory_litert" and the like
+    (benchmarks/memory.py). Results from before --runtimes have no "runtime": TensorFlow was the only one."""
+    found = []
+    for key in [key for key in result if key == "memory" or key.startswith("memory_")]:
+        memory, startup = result[key], result.get("startup" + key[len("memory"):])
+        found.append(((memory or startup or {}).get("runtime", "tensorflow"), memory, startup))
+    return found
 
 
-def _memory_and_startup(memory: dict[str, Any] | None, startup: dict[str, Any] | None) -> list[str]:
+def _memory_and_startup(runtime: str, memory: dict[str, Any] | None, startup: dict[str, Any] | None) -> list[str]:
     out = []
-    runtime = (memory or startup or {}).get("runtime", "tensorflow")
     if memory:
         out.append(f"\nMemory (worker process on {runtime}, exactly-once, {memory['windows']:,} JSON windows drained at "
                    f"{_n(memory.get('drain_windows_per_s_10_90'))} windows/s): peak RSS (VmHWM) {memory['peak_rss_mib']} MiB, "

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from models import data
 from models.architectures import ARCHITECTURES
+from models.runtimes import RUNTIMES
 from models.threshold import METHODS
 from stream import console
 from stream.errors import ConfigError, DataError
@@ -56,7 +57,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     evaluate.add_argument(
         "--runtime",
-        choices=["tensorflow", "litert"],
+        choices=RUNTIMES,
         default="tensorflow",
         help="what runs the model, as the worker's --runtime: check a LiteRT worker's verdicts offline (default: tensorflow)",
     )

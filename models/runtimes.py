@@ -39,8 +39,6 @@ class Runtime(Protocol):
 class KerasRuntime:
     """A Keras model behind two compiled functions with a free batch dimension: one trace, any batch size."""
 
-    name = "tensorflow"
-
     def __init__(self, model: Any) -> None:
         import tensorflow as tf
 
@@ -61,8 +59,6 @@ class KerasRuntime:
 
 class LiteRTRuntime:
     """A LiteRT interpreter; not thread-safe, so each one is used by one thread (the worker loop, or a canary)."""
-
-    name = "litert"
 
     def __init__(self, path: Path, threads: int = 1) -> None:
         interpreter_class = _litert_interpreter()

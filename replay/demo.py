@@ -22,6 +22,7 @@ from typing import Any
 from rich.console import Console
 
 from models import data
+from models.runtimes import RUNTIMES
 from replay.producer import Selection
 from stream import console
 from stream.errors import ConfigError
@@ -44,7 +45,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     demo.add_argument("--report", type=Path, default=Path("reports/demo"), help="report directory (default: reports/demo)")
     demo.add_argument("--delivery", choices=["exactly-once", "at-least-once"], default="exactly-once", help="worker delivery mode (default: exactly-once)")
     demo.add_argument("--format", choices=["json", "f32"], default="json", help="replayed message format (default: json)")
-    demo.add_argument("--runtime", choices=["tensorflow", "litert"], default="tensorflow", help="the worker's --runtime (default: tensorflow)")
+    demo.add_argument("--runtime", choices=RUNTIMES, default="tensorflow", help="the worker's --runtime (default: tensorflow)")
     demo.add_argument("--metrics-port", type=int, default=0, help="worker metrics port; 0 picks a free one (default: 0)")
     demo.add_argument("--keep-running", action="store_true", help="keep the broker and worker serving after the summary, until Ctrl-C")
     demo.add_argument("--json", action="store_true", help="print one JSON object on stdout")

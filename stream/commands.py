@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from models.runtimes import RUNTIMES
 from stream.settings import WorkerSettings, add_kafka_flags
 
 log = logging.getLogger("anomstream.worker")
@@ -18,7 +19,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     worker.add_argument("--model", required=True, type=Path, help="model artifact directory (hot-reloaded when it changes)")
     worker.add_argument(
         "--runtime",
-        choices=["tensorflow", "litert"],
+        choices=RUNTIMES,
         default="tensorflow",
         help="what runs the model: tensorflow (the reference), or litert, the artifact's model.tflite on"
         " ai-edge-litert: no TensorFlow import, <1 s start-up, 5-9x less memory, same verdicts (default: tensorflow)",
