@@ -51,10 +51,16 @@ print('\n'.join(swap(dep) for dep in deps))" "$TARGETARCH" "$EXTRAS" "$RUNTIME" 
  && cat /tmp/requirements.txt \
  && pip install -r /tmp/requirements.txt
 
+# Every folder that pyproject.toml maps into the one `anomstream` package (its [tool.setuptools.package-dir]):
+# a folder left out fails this install, and an import of it fails the smoke commands below
+# (tests/deploy/test_image_install.py runs this stage for real, from exactly the files this context admits).
 COPY README.md ./
+COPY anomstream ./anomstream
 COPY stream ./stream
 COPY models ./models
 COPY replay ./replay
+COPY brokers ./brokers
+COPY benchmarks ./benchmarks
 RUN pip install --no-deps . \
  && anomstream worker --help > /dev/null \
  && python -c "import ai_edge_litert.interpreter" \
@@ -70,7 +76,7 @@ COPY . /context
 RUN mkdir -p /models \
  && if [ -n "$MODEL_DIR" ]; then \
       cp -r "/context/$MODEL_DIR" /models/current \
-      && python -c "import sys; from models.artifact import read_metadata; m = read_metadata('/models/current'); \
+      && python -c "import sys; from anomstream.models.artifact import read_metadata; m = read_metadata('/models/current'); \
 sys.argv[1] == 'litert' and m.litert_file is None and sys.exit(sys.argv[2] + ' has no model.tflite: retrain it to bake it into a RUNTIME=litert image'); \
 print('baked in', m.name, m.version)" "$RUNTIME" "$MODEL_DIR"; \
     fi \
@@ -92,7 +98,6 @@ COPY --from=model --chown=10001:10001 /models /models
 ENV PATH=/opt/anomstream/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    TF_CPP_MIN_LOG_LEVEL=2 \
     XDG_CACHE_HOME=/cache \
     ANOMSTREAM_MODEL=/models/current \
     ANOMSTREAM_RUNTIME=${RUNTIME} \

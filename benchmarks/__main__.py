@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from stream.cli import main
+from anomstream.cli import main
 
 if __name__ == "__main__":
     argv = sys.argv[1:]

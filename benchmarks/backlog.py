@@ -21,7 +21,7 @@ import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from stream import clients, codec
+from anomstream.stream import clients, codec
 
 log = logging.getLogger("anomstream.bench")
 

@@ -15,9 +15,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from benchmarks.config import PHASES, RUNTIMES, BenchConfig
-from stream.errors import ConfigError
-from stream.settings import add_kafka_flags, from_namespace, kafka_properties
+from anomstream.benchmarks.config import PHASES, RUNTIMES, BenchConfig
+from anomstream.config import add_kafka_flags, from_namespace, kafka_properties
+from anomstream.errors import ConfigError
 
 log = logging.getLogger("anomstream.bench")
 
@@ -113,12 +113,12 @@ def _command_line() -> str:
 
 
 def run_bench(args: argparse.Namespace) -> dict[str, Any]:
-    from benchmarks.harness import Bench
+    from anomstream.benchmarks import phases
 
     config = config_from_args(args)
     if args.out is not None and not args.out.parent.exists():
         raise ConfigError(f"--out {args.out}: the directory {args.out.parent} does not exist.")
-    result = Bench(config).run()
+    result = phases.run(config)
     if args.out is not None:
         args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
         log.info("wrote %s", args.out)
@@ -132,7 +132,7 @@ def render(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from benchmarks.report import memory_and_startup
+    from anomstream.benchmarks.report import memory_and_startup
 
     out = Console()
     machine, broker = result["machine"], result["broker"]

@@ -7,6 +7,8 @@ backlogs produced so far, and the one way to describe a worker (`worker_args`,
 `worker_settings`). Each phase lives in its own module and can be run alone with
 `--phases`:
 
+The phases are named in `benchmarks.phases`:
+
 - `benchmarks.throughput`: **throughput** (worker, passthrough and stdlib-json worker,
   in this process) and **naive** (one `model.predict` per message);
 - `benchmarks.latency`: **latency**, a worker process under a fixed offered rate;
@@ -24,29 +26,23 @@ import logging
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmarks import latency, memory, procs, scaleout, targets, throughput
-from benchmarks.backlog import Templates, Topics, produce_backlog
-from benchmarks.config import PHASES, TANSU_SESSION, BenchConfig
-from benchmarks.stats import whole
-from stream import console
-from stream.settings import WorkerSettings
+from anomstream import console
+from anomstream.benchmarks import procs, targets
+from anomstream.benchmarks.backlog import Templates, Topics, produce_backlog
+from anomstream.benchmarks.config import PHASES, TANSU_SESSION, BenchConfig
+from anomstream.benchmarks.stats import whole
+from anomstream.stream.settings import WorkerSettings
 
 log = logging.getLogger("anomstream.bench")
 
-RUNNERS: dict[str, Callable[[Bench], None]] = {
-    "throughput": throughput.run,
-    "naive": throughput.run_naive,
-    "latency": latency.run,
-    "memory": memory.run,
-    "scaleout": scaleout.run,
-}
+Runners = Mapping[str, Callable[["Bench"], None]]
 
 
 class Bench:
@@ -65,7 +61,8 @@ class Bench:
         self.scaleout_windows = whole(config.scaleout_windows, config.max_batch * 4)
 
     # -- the run ---------------------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
+    def run(self, runners: Runners) -> dict[str, Any]:
+        """Each chosen phase of `runners` (benchmarks/phases.py) in order, then the targets and ratios."""
         c = self.config
         started = time.monotonic()
         self.result.update(
@@ -85,7 +82,7 @@ class Bench:
                     continue
                 log.info("== phase %s (load average %s)", phase, procs.loadavg())
                 try:
-                    RUNNERS[phase](self)
+                    runners[phase](self)
                 except KeyboardInterrupt:
                     raise
                 except Exception as exc:
@@ -100,15 +97,15 @@ class Bench:
         return self.result
 
     def _setup(self, stack: ExitStack) -> None:
-        from models import data
-        from replay.demo import cached_model
+        from anomstream.models import data
+        from anomstream.replay.demo import cached_model
 
         c = self.config
         if c.bootstrap_servers:
             bootstrap, kind = c.bootstrap_servers, c.broker_kind or "external"
             self.result["broker"] = {"name": kind, "bootstrap_servers": bootstrap, "started_by_bench": False}
         else:
-            from stream.brokers import ApacheKafka, Tansu
+            from anomstream.brokers import ApacheKafka, Tansu
 
             self.broker = stack.enter_context(ApacheKafka() if c.broker == "apache" else Tansu())
             bootstrap, kind = self.broker.bootstrap_servers, c.broker
@@ -124,7 +121,7 @@ class Bench:
         stack.callback(self.topics.delete_all)
         self.dataset = data.load(data.resolve(c.data))
         self.model = c.model or cached_model(self.dataset)
-        from models import artifact
+        from anomstream.models import artifact
 
         meta = artifact.read_metadata(self.model)
         self.result["model"] = {"path": str(self.model), "name": meta.name, "version": meta.version,
@@ -135,8 +132,8 @@ class Bench:
 
     def _drop_unusable_runtimes(self, meta: Any) -> None:
         """LiteRT needs its package and the artifact's model.tflite; without either, the run goes on without it, noted."""
-        from models.runtimes import check_available
-        from stream.errors import ConfigError
+        from anomstream.errors import ConfigError
+        from anomstream.models.runtimes import check_available
 
         usable = []
         for runtime in self.config.runtimes:
@@ -189,7 +186,7 @@ class Bench:
 
 def _worker_parser() -> argparse.ArgumentParser:
     """`anomstream worker`'s flags as declared in stream/commands.py, without the ANOMSTREAM_* environment defaults."""
-    from stream import commands
+    from anomstream.stream import commands
 
     parser = argparse.ArgumentParser(prog="anomstream")
     commands.register(parser.add_subparsers())

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
 import sys
 import time
@@ -22,14 +21,14 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import numpy as np
 
-from benchmarks import procs
-from benchmarks.stats import percentiles
-from benchmarks.targets import throughput_rate
-from stream import clients, console
+from anomstream import console
+from anomstream.benchmarks import procs
+from anomstream.benchmarks.stats import percentiles
+from anomstream.benchmarks.targets import throughput_rate
+from anomstream.stream import clients
 
 if TYPE_CHECKING:
-    from benchmarks.harness import Bench
-
+    from anomstream.benchmarks.harness import Bench
 log = logging.getLogger("anomstream.bench")
 
 
@@ -95,12 +94,11 @@ def _latency_run(bench: Bench, worker: Any, reader: Any, topic: str, mode: str, 
                  best: float | None) -> dict[str, Any]:  # fmt: skip
     c = bench.config
     prefix = f"lat{int(rate)}-"
-    command = [sys.executable, "-m", "benchmarks.loadgen", "--bootstrap-servers", bench.kafka["bootstrap.servers"],
+    command = [sys.executable, "-m", "anomstream.benchmarks.loadgen", "--bootstrap-servers", bench.kafka["bootstrap.servers"],
                "--topic", topic, "--rate", str(rate), "--seconds", str(c.latency_seconds), "--prefix", prefix,
                "--windows", str(arrays)]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(procs.REPO), os.environ.get("PYTHONPATH")]))}
     log.info("latency %s, --max-wait-ms %d: offering %.0f windows/s for %.0f s", mode, max_wait, rate, c.latency_seconds)
-    generator = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=procs.REPO)
+    generator = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     visible: list[tuple[float, float]] = []  # (ts, arrival - ts)
     produced: list[float] = []
     expected = int(rate * c.latency_seconds)

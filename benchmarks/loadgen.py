@@ -21,7 +21,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from stream import clients
+from anomstream.stream import clients
 
 # replay's producer (idempotent, lz4, linger.ms 5): what a user replaying at a fixed rate gets.
 PRODUCER = {"enable.idempotence": True, "linger.ms": 5, "compression.type": "lz4"}
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
-    from benchmarks.backlog import Templates
+    from anomstream.benchmarks.backlog import Templates
 
     arrays = np.load(args.windows)
     templates = Templates(arrays["windows"], arrays["labels"])

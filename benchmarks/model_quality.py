@@ -15,8 +15,8 @@ import statistics
 import sys
 import time
 
-from models import data
-from models.train import TrainConfig, train
+from anomstream.models import data
+from anomstream.models.train import TrainConfig, train
 
 CONFIGS = {
     "tutorial: dense, 20 ep, batch 512, mean+1std": TrainConfig(),

@@ -23,11 +23,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from stream.brokers import free_port
+from anomstream.brokers import free_port
 
 log = logging.getLogger("anomstream.bench")
 
-REPO = Path(__file__).resolve().parent.parent
 
 
 def loadavg() -> list[float]:
@@ -123,8 +122,7 @@ class WorkerProcess:
     ) -> None:  # fmt: skip
         """Start `command` with its stderr appended to `log`. `stdout`: None discards it; `log` itself interleaves it.
 
-        `port` is the --metrics-port the command passes (None if 0: set it once known). Runs in the repository
-        root, so `-m stream` resolves wherever the caller was started.
+        `port` is the --metrics-port the command passes (None if 0: set it once known).
         """
         self.log = log
         self.port = port
@@ -132,10 +130,10 @@ class WorkerProcess:
         with log.open("ab") as stderr:  # the child keeps its own copies of the descriptors
             if stdout is None or stdout == log:
                 out = subprocess.DEVNULL if stdout is None else stderr
-                self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=stderr, env=env, cwd=REPO)
+                self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=stderr, env=env)
             else:
                 with stdout.open("ab") as out_file:
-                    self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out_file, stderr=stderr, env=env, cwd=REPO)
+                    self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out_file, stderr=stderr, env=env)
         self._temporary_log = False
 
     @classmethod
@@ -145,8 +143,8 @@ class WorkerProcess:
         port = free_port()
         handle, name = tempfile.mkstemp(prefix="bench-worker-", suffix=".log")
         os.close(handle)
-        command = [sys.executable, "-m", "stream", "worker", *flags, "--metrics-host", "127.0.0.1", "--metrics-port", str(port)]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+        command = [sys.executable, "-m", "anomstream", "worker", *flags, "--metrics-host", "127.0.0.1", "--metrics-port", str(port)]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         worker = cls(command, Path(name), port, env=env, stdout=Path(name))
         worker._temporary_log = True
         return worker

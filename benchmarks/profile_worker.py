@@ -172,10 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(py_spy).exists():
         print("py-spy is not installed: pip install py-spy", file=sys.stderr)
         return 2
-    from benchmarks import procs
-    from benchmarks.backlog import CommittedOffsets, Templates, Topics, end_offsets, produce_backlog, wait_committed
-    from models import data
-    from replay.demo import cached_model
+    from anomstream.benchmarks import procs
+    from anomstream.benchmarks.backlog import CommittedOffsets, Templates, Topics, end_offsets, produce_backlog, wait_committed
+    from anomstream.models import data
+    from anomstream.replay.demo import cached_model
 
     args.out.mkdir(parents=True, exist_ok=True)
     raw = args.out / f"{args.format}-{args.delivery}.txt"
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.bootstrap_servers:
             bootstrap = args.bootstrap_servers
         else:
-            from stream.brokers import ApacheKafka, Tansu
+            from anomstream.brokers import ApacheKafka, Tansu
 
             bootstrap = stack.enter_context(ApacheKafka() if args.broker == "apache" else Tansu()).bootstrap_servers
         kafka = {"bootstrap.servers": bootstrap}

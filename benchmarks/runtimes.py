@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 BATCH = 512
 REPEATS = 50
 
@@ -53,8 +54,8 @@ def _rss_mib() -> float:
 
 def export(model_dir: Path, out: Path) -> dict[str, Any]:
     """The inputs every child needs: the test split (raw), the normalisation, TensorFlow's errors, both exports."""
-    from models import artifact, data
-    from models.runtimes import export_litert
+    from anomstream.models import artifact, data
+    from anomstream.models.runtimes import export_litert
 
     metadata, scorer = artifact.scorer(model_dir)
     model = scorer.runtime.model
@@ -104,7 +105,7 @@ def child(runtime: str, work: Path) -> dict[str, Any]:
     """Runs in a fresh interpreter: import, load, score; start-up is timed from the process's start."""
     inputs = np.load(work / "inputs.npz")
     if runtime == "tensorflow":
-        from models import artifact
+        from anomstream.models import artifact
 
         errors_of = artifact.scorer(work / "model")[1].errors  # the worker's own scoring path
     else:
@@ -179,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         onnx_from_weights(args.work / "weights.npz", args.work / "model.onnx")
         return 0
 
-    from models import data
-    from replay.demo import cached_model
+    from anomstream.models import data
+    from anomstream.replay.demo import cached_model
 
     model_dir = args.model or cached_model(data.load(data.resolve()))
     root = Path(__file__).resolve().parents[1]
@@ -188,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         exported = export(model_dir, work)
         (work / "model").symlink_to(Path(model_dir).resolve())
-        me = ["-m", "benchmarks.runtimes", "--rt-python", args.rt_python, "--work", str(work)]
+        me = ["-m", "anomstream.benchmarks.runtimes", "--rt-python", args.rt_python, "--work", str(work)]
         subprocess.run([args.rt_python, *me, "--build-onnx"], check=True, cwd=root)
         runs: dict[str, list[dict[str, Any]]] = {}
         for _ in range(args.repeats):  # interleaved, so that the machine's drift hits every runtime alike

@@ -12,14 +12,14 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from benchmarks import procs
-from benchmarks.backlog import CommittedOffsets, end_offsets, wait_committed
-from benchmarks.stats import slope
-from stream import clients, console
+from anomstream import console
+from anomstream.benchmarks import procs
+from anomstream.benchmarks.backlog import CommittedOffsets, end_offsets, wait_committed
+from anomstream.benchmarks.stats import slope
+from anomstream.stream import clients
 
 if TYPE_CHECKING:
-    from benchmarks.harness import Bench
-
+    from anomstream.benchmarks.harness import Bench
 log = logging.getLogger("anomstream.bench")
 
 

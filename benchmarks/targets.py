@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.config import FORMATS, MODES
+from anomstream.benchmarks.config import FORMATS, MODES
 
 
 def throughput_rate(result: dict[str, Any], variant: str, fmt: str, mode: str) -> float | None:

@@ -21,15 +21,14 @@ import time
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
-from benchmarks import procs
-from benchmarks.backlog import CommittedOffsets, end_offsets, wait_committed
-from benchmarks.config import FORMATS, MODES
-from benchmarks.stats import median, slope
-from stream import console
+from anomstream import console
+from anomstream.benchmarks import procs
+from anomstream.benchmarks.backlog import CommittedOffsets, end_offsets, wait_committed
+from anomstream.benchmarks.config import FORMATS, MODES
+from anomstream.benchmarks.stats import median, slope
 
 if TYPE_CHECKING:
-    from benchmarks.harness import Bench
-
+    from anomstream.benchmarks.harness import Bench
 log = logging.getLogger("anomstream.bench")
 WORKER_VARIANTS = {"tensorflow": "worker", "litert": "worker-litert"}
 
@@ -73,8 +72,8 @@ def run(bench: Bench) -> None:
 
 
 def _drain_in_process(bench: Bench, variant: str, fmt: str, mode: str, repeat: int) -> dict[str, Any]:
-    from benchmarks.variants import PassthroughWorker, TimedWorker, stdlib_json
-    from stream import metrics
+    from anomstream.benchmarks.variants import PassthroughWorker, TimedWorker, stdlib_json
+    from anomstream.stream import metrics
 
     topic, count = bench.backlogs[fmt]["topic"], bench.windows
     outputs = bench.topics.outputs(f"{variant}-{fmt}")
@@ -141,7 +140,7 @@ def _drain_in_process(bench: Bench, variant: str, fmt: str, mode: str, repeat: i
 
 def _stage_totals() -> dict[str, tuple[float, float]]:
     """(sum of seconds, count) per stage of the worker's `batch_duration_seconds` histogram, in this process."""
-    from stream import metrics
+    from anomstream.stream import metrics
 
     totals: dict[str, list[float]] = {}
     for family in metrics.BATCH_DURATION.collect():
@@ -163,7 +162,7 @@ def _stage_means(before: dict[str, tuple[float, float]], after: dict[str, tuple[
 
 
 def run_naive(bench: Bench) -> None:
-    from benchmarks.variants import naive
+    from anomstream.benchmarks.variants import naive
 
     c = bench.config
     if "json" in bench.backlogs:

@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from stream import clients, codec, metrics
-from stream.delivery import Record
-from stream.worker import Worker
+from anomstream.stream import clients, codec, metrics
+from anomstream.stream.delivery import Record
+from anomstream.stream.worker import Worker
 
 log = logging.getLogger("anomstream.bench")
 
@@ -138,7 +138,7 @@ def naive(config: dict[str, Any], topic: str, output_topic: str, model_dir: Path
     """The tutorial's way: one message, one `model.predict`, one verdict; commit in the background."""
     from confluent_kafka import Consumer, Producer, TopicPartition
 
-    from models import artifact
+    from anomstream.models import artifact
 
     metadata, scorer = artifact.scorer(model_dir)
     model, normalisation, threshold = scorer.runtime.model, scorer.normalisation, metadata.threshold.value

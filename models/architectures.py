@@ -18,9 +18,9 @@ def build(arch: str, window_length: int, noise_factor: float = 0.0) -> Any:
     With `noise_factor` > 0 a GaussianNoise layer corrupts the input during
     training only (the tutorial's denoising example); inference is unchanged.
     """
-    import keras
-    from keras import layers
+    from anomstream.models.backend import keras
 
+    layers = keras.layers
     builders = {"dense": _dense, "conv1d": _conv1d}
     if arch not in builders:
         raise ValueError(f"unknown architecture {arch!r}: choose one of {', '.join(ARCHITECTURES)}")
@@ -31,8 +31,9 @@ def build(arch: str, window_length: int, noise_factor: float = 0.0) -> Any:
 
 def _dense(x: Any, window_length: int) -> Any:
     """The tutorial's 140-32-16-8-16-32-140 (ReLU, sigmoid output)."""
-    from keras import layers
+    from anomstream.models.backend import keras
 
+    layers = keras.layers
     for units in (32, 16, 8, 16, 32):
         x = layers.Dense(units, activation="relu")(x)
     return layers.Dense(window_length, activation="sigmoid")(x)
@@ -45,8 +46,9 @@ def _conv1d(x: Any, window_length: int) -> Any:
     a 140-sample window: wide enough to reconstruct anomalies too (ROC-AUC fell
     to 0.54-0.93 in our runs). Squeezing it to 16 gives 0.993 (models/MODEL_CARD.md).
     """
-    from keras import layers
+    from anomstream.models.backend import keras
 
+    layers = keras.layers
     padded = -window_length % 4  # two stride-2 stages need a multiple of 4
     steps = (window_length + padded) // 4
     x = layers.Reshape((window_length, 1))(x)

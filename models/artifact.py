@@ -20,8 +20,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from models.evaluate import Evaluation
-from stream.errors import ArtifactError
+from anomstream.errors import ArtifactError
+from anomstream.models.evaluate import Evaluation
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -119,7 +119,7 @@ def _file_record(path: Path) -> ModelFileRecord:
 
 def save(directory: str | os.PathLike[str], model: Any, fields: dict[str, Any]) -> Metadata:
     """Write both model files, then `model.json` (atomically); `fields` is everything but the file records and version."""
-    from models.runtimes import export_litert
+    from anomstream.models.runtimes import export_litert
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -185,7 +185,7 @@ def _checked(directory: Path, record: ModelFileRecord) -> Path:
 
 def load(directory: str | os.PathLike[str]) -> tuple[Metadata, Any]:
     """The checked metadata and the Keras model, loaded with `safe_mode=True`."""
-    import keras
+    from anomstream.models.backend import keras
 
     directory = Path(directory)
     metadata = read_metadata(directory)
@@ -204,9 +204,9 @@ def load(directory: str | os.PathLike[str]) -> tuple[Metadata, Any]:
 
 def scorer(directory: str | os.PathLike[str], runtime: str = "tensorflow", threads: int = 1) -> tuple[Metadata, Any]:
     """The metadata and a ready `Scorer` for an artifact, on TensorFlow or LiteRT (`threads` is LiteRT's)."""
-    from models import runtimes
-    from models.scorer import Normalisation, Scorer
-    from models.threshold import restore
+    from anomstream.models import runtimes
+    from anomstream.models.scorer import Normalisation, Scorer
+    from anomstream.models.threshold import restore
 
     runtimes.check_available(runtime)
     if runtime == "litert":
@@ -220,7 +220,7 @@ def scorer(directory: str | os.PathLike[str], runtime: str = "tensorflow", threa
 
 
 def _litert(directory: Path, threads: int) -> tuple[Metadata, Any]:
-    from models.runtimes import LiteRTRuntime
+    from anomstream.models.runtimes import LiteRTRuntime
 
     metadata = read_metadata(directory)
     if metadata.litert_file is None:

@@ -11,13 +11,13 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from models import data
-from models.architectures import ARCHITECTURES
-from models.runtimes import RUNTIMES
-from models.threshold import METHODS
-from stream import console
-from stream.errors import ConfigError, DataError
-from stream.settings import check_ranges, from_namespace
+from anomstream import console
+from anomstream.config import check_ranges, from_namespace
+from anomstream.errors import ConfigError, DataError
+from anomstream.models import data
+from anomstream.models.architectures import ARCHITECTURES
+from anomstream.models.runtimes import CHOICES as RUNTIME_CHOICES
+from anomstream.models.threshold import METHODS
 
 log = logging.getLogger("anomstream.models")
 
@@ -57,9 +57,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     evaluate.add_argument(
         "--runtime",
-        choices=RUNTIMES,
+        choices=RUNTIME_CHOICES,
         default="tensorflow",
-        help="what runs the model, as the worker's --runtime: check a LiteRT worker's verdicts offline (default: tensorflow)",
+        help="what runs the model, as the worker's --runtime (tensorflow, litert or auto): check a LiteRT worker's"
+        " verdicts offline (default: tensorflow)",
     )
     evaluate.add_argument("--report", type=Path, help="write a report (markdown, JSON, PNG plots) to this directory")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -89,7 +90,7 @@ def _threshold_params(args: argparse.Namespace) -> dict[str, float]:
 
 
 def _train_config(args: argparse.Namespace, params: dict[str, float]) -> Any:
-    from models.train import TrainConfig  # TensorFlow loads here
+    from anomstream.models.train import TrainConfig  # TensorFlow loads here
 
     return from_namespace(TrainConfig, args, threshold_params=params)
 
@@ -101,15 +102,18 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     metadata, result = train_and_save(dataset, config, args.out)
     summary = _summary(metadata, args.out, dataset, "test", result.evaluation.model_dump())
     if args.report:
-        _report(args.report, summary, metadata, result.scorer, result.split.test, result.test_errors)
+        from anomstream.models.detector import Detector
+
+        trained = Detector(args.out, metadata, result.scorer, "tensorflow")
+        _report(args.report, summary, metadata, trained, result.split.test, result.test_errors)
         summary["report"] = str(args.report / "report.md")
     return summary
 
 
 def train_and_save(dataset: data.Dataset, config: Any, out: Path) -> tuple[Any, Any]:
     """Train with a progress bar and write the artifact; `demo` trains through here too."""
-    from models import artifact
-    from models.train import train
+    from anomstream.models import artifact
+    from anomstream.models.train import train
 
     log.info("training %s on %s (%d windows, sha256 %s)", config.arch, dataset.path, len(dataset), dataset.sha256[:12])
     with console.progress("training", total=config.epochs, unit="epochs") as advance:
@@ -120,10 +124,11 @@ def train_and_save(dataset: data.Dataset, config: Any, out: Path) -> tuple[Any, 
 
 
 def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    from models import artifact
-    from models.evaluate import evaluate
+    from anomstream.models import detector
+    from anomstream.models.evaluate import evaluate
 
-    metadata, scorer = artifact.scorer(args.model, args.runtime)
+    loaded = detector.load(args.model, args.runtime)
+    metadata = loaded.metadata
     dataset = data.load(data.resolve(args.data))
     if dataset.window_length != metadata.window_length:
         raise DataError(
@@ -137,12 +142,12 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
             f"but {dataset.path} differs; use --split all."
         )
     rows = data.split(dataset, metadata.split.test_size, metadata.split.seed).test if split == "test" else dataset
-    log.info("scoring %d windows (%s) with %s %s on %s", len(rows), split, metadata.name, metadata.version, args.runtime)
-    errors = scorer.errors(rows.windows)
-    evaluation = evaluate(errors, rows.labels, metadata.threshold.value)
-    summary = {**_summary(metadata, args.model, dataset, split, evaluation.model_dump()), "runtime": args.runtime}
+    log.info("scoring %d windows (%s) with %s %s on %s", len(rows), split, metadata.name, metadata.version, loaded.runtime)
+    errors = loaded.score(rows.windows).errors  # the worker's scoring path (models/detector.py)
+    evaluation = evaluate(errors, rows.labels, loaded.threshold)
+    summary = {**_summary(metadata, args.model, dataset, split, evaluation.model_dump()), "runtime": loaded.runtime}
     if args.report:
-        _report(args.report, summary, metadata, scorer, rows, errors)
+        _report(args.report, summary, metadata, loaded, rows, errors)
         summary["report"] = str(args.report / "report.md")
     return summary
 
@@ -170,9 +175,9 @@ def _summary(metadata: Any, path: Path, dataset: data.Dataset, split: str, test:
     }
 
 
-def _report(directory: Path, summary: dict[str, Any], metadata: Any, scorer: Any, rows: data.Dataset, errors: np.ndarray) -> None:
-    from models import report
-    from models.evaluate import Evaluation
+def _report(directory: Path, summary: dict[str, Any], metadata: Any, model: Any, rows: data.Dataset, errors: np.ndarray) -> None:
+    from anomstream.models import report
+    from anomstream.models.evaluate import Evaluation
 
     shown = []
     for label, title in ((1, "A normal window"), (0, "An anomalous window")):
@@ -183,8 +188,8 @@ def _report(directory: Path, summary: dict[str, Any], metadata: Any, scorer: Any
             shown.append(
                 report.Example(
                     f"{title} (row {rows.rows[i]}, error {errors[i]:.4f})",
-                    scorer.normalisation.apply(window)[0],
-                    scorer.reconstruct(window)[0],
+                    model.normalise(window)[0],
+                    model.reconstruct(window)[0],
                 )
             )
     report.write(
@@ -203,7 +208,8 @@ def _report(directory: Path, summary: dict[str, Any], metadata: Any, scorer: Any
             f"noise factor {metadata.architecture.noise_factor}, {metadata.training.epochs} epochs, seed {metadata.training.seed}.",
         ],
     )
-    log.info("report written to %s", directory / "report.md")
+    report.write_scores(directory / "scores.csv", rows.rows, rows.labels, errors, errors.astype(np.float64) > metadata.threshold.value)
+    log.info("report written to %s (per-window verdicts in scores.csv)", directory / "report.md")
 
 
 def render(summary: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.errors import DataError
+from anomstream.errors import DataError
 
 # pandas and scikit-learn are imported where they are used: the CLI imports this module to build its
 # parser, and a worker on LiteRT (the slim image) has neither.

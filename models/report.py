@@ -7,6 +7,7 @@ Plot functions take plain arrays, not models, so `evaluate` (offline) and
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +16,10 @@ from typing import Any
 import numpy as np
 from sklearn import metrics
 
-from models.evaluate import Evaluation
-from stream.errors import ConfigError
+from anomstream.errors import ConfigError
+from anomstream.models.evaluate import Evaluation
 
+log = logging.getLogger("anomstream.report")
 
 @dataclass(frozen=True)
 class Example:
@@ -26,6 +28,13 @@ class Example:
     title: str
     window: np.ndarray
     reconstruction: np.ndarray
+
+
+def can_plot() -> bool:
+    """Whether matplotlib (the `plot` extra) is installed: without it a report is written without its figures."""
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 def _pyplot():  # noqa: ANN202 - matplotlib is an optional extra
@@ -131,23 +140,38 @@ def write(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     figures: list[tuple[str, str]] = []
-    if history:
-        training_curve(directory / "training_curve.png", history)
-        figures.append(("Training curve", "training_curve.png"))
-    error_histogram(directory / "error_histogram.png", errors, labels, thresholds)
-    figures.append(("Reconstruction error by label", "error_histogram.png"))
-    if evaluation.roc_auc is not None:
-        roc_pr(directory / "roc_pr.png", errors, labels)
-        figures.append(("ROC and precision-recall", "roc_pr.png"))
-    confusion(directory / "confusion.png", evaluation)
-    figures.append(("Confusion matrix", "confusion.png"))
-    if shown:
-        examples(directory / "examples.png", shown)
-        figures.append(("Windows and their reconstructions", "examples.png"))
+    if not can_plot():
+        # The numbers are the report; the figures are a convenience that must not cost a finished run.
+        log.warning("matplotlib is not installed: %s has no figures (pip install 'anomstream[plot]' adds them)", directory)
+        notes = [*notes, "", "Figures are left out: matplotlib is not installed (`pip install 'anomstream[plot]'`)."]
+    else:
+        if history:
+            training_curve(directory / "training_curve.png", history)
+            figures.append(("Training curve", "training_curve.png"))
+        error_histogram(directory / "error_histogram.png", errors, labels, thresholds)
+        figures.append(("Reconstruction error by label", "error_histogram.png"))
+        if evaluation.roc_auc is not None:
+            roc_pr(directory / "roc_pr.png", errors, labels)
+            figures.append(("ROC and precision-recall", "roc_pr.png"))
+        confusion(directory / "confusion.png", evaluation)
+        figures.append(("Confusion matrix", "confusion.png"))
+        if shown:
+            examples(directory / "examples.png", shown)
+            figures.append(("Windows and their reconstructions", "examples.png"))
 
     (directory / "report.json").write_text(json.dumps(summary, indent=2) + "\n")
     (directory / "report.md").write_text(_markdown(title, evaluation, thresholds, figures, notes))
     return directory / "report.md"
+
+
+def write_scores(path: Path, rows: np.ndarray, labels: np.ndarray, errors: np.ndarray, anomalous: np.ndarray) -> None:
+    """One line per window: its row, label, error (exact: the shortest repr of the float32) and verdict."""
+    lines = ["row,label,error,anomalous"]
+    lines += [
+        f"{row},{int(label)},{error!r},{int(flag)}"
+        for row, label, error, flag in zip(rows.tolist(), labels.tolist(), errors.astype(np.float64).tolist(), anomalous.tolist())
+    ]
+    path.write_text("\n".join(lines) + "\n")
 
 
 def _markdown(

@@ -13,6 +13,7 @@ LiteRT must not pay for TensorFlow.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -20,9 +21,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from stream.errors import ArtifactError, ConfigError
+from anomstream.console import native_stderr_to_debug
+from anomstream.errors import ArtifactError, ConfigError
+
+log = logging.getLogger("anomstream.litert")
 
 RUNTIMES = ("tensorflow", "litert")
+# What --runtime and `anomstream.load(runtime=...)` accept: auto picks LiteRT when it can run the artifact.
+CHOICES = ("auto", *RUNTIMES)
 
 
 class Runtime(Protocol):
@@ -40,7 +46,7 @@ class KerasRuntime:
     """A Keras model behind two compiled functions with a free batch dimension: one trace, any batch size."""
 
     def __init__(self, model: Any) -> None:
-        import tensorflow as tf
+        from anomstream.models.backend import tf
 
         self.model = model
         self.window_length = int(model.input_shape[-1])
@@ -62,10 +68,13 @@ class LiteRTRuntime:
 
     def __init__(self, path: Path, threads: int = 1) -> None:
         interpreter_class = _litert_interpreter()
-        try:
-            self._interpreter = interpreter_class(model_path=str(path), num_threads=threads)
-        except ValueError as exc:  # LiteRT's one error type for an unreadable flatbuffer
-            raise ArtifactError(f"{path} cannot be loaded by LiteRT: {str(exc).splitlines()[0]}.") from None
+        # The first allocation creates the XNNPACK delegate, which LiteRT announces on stderr at INFO by itself.
+        with native_stderr_to_debug(log):
+            try:
+                self._interpreter = interpreter_class(model_path=str(path), num_threads=threads)
+                self._interpreter.allocate_tensors()
+            except (ValueError, RuntimeError) as exc:  # LiteRT's error types for an unreadable flatbuffer
+                raise ArtifactError(f"{path} cannot be loaded by LiteRT: {str(exc).splitlines()[0]}.") from None
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         self.window_length = int(self._input["shape_signature"][-1])
@@ -98,10 +107,27 @@ def _litert_interpreter() -> Any:
 
 def check_available(runtime: str) -> None:
     """Fail at start-up, in one sentence, if the chosen runtime's package is missing."""
-    if runtime not in RUNTIMES:
-        raise ConfigError(f"--runtime {runtime} is not one of {', '.join(RUNTIMES)}.")
+    if runtime not in CHOICES:
+        raise ConfigError(f"--runtime {runtime} is not one of {', '.join(CHOICES)}.")
     if runtime == "litert":
         _litert_interpreter()
+
+
+def litert_installed() -> bool:
+    try:
+        _litert_interpreter()
+    except ConfigError:
+        return False
+    return True
+
+
+def resolve(runtime: str, has_litert: bool) -> str:
+    """The concrete runtime for a choice: auto is LiteRT when the artifact has model.tflite and
+    ai-edge-litert is installed (the same verdicts, a fraction of the start-up and memory), else TensorFlow."""
+    check_available(runtime)
+    if runtime != "auto":
+        return runtime
+    return "litert" if has_litert and litert_installed() else "tensorflow"
 
 
 def export_litert(model: Any, path: Path) -> None:
@@ -111,7 +137,7 @@ def export_litert(model: Any, path: Path) -> None:
     concrete function, a Keras 3 model keeps them as resource variables, and LiteRT's
     default (XNNPACK) delegate then reads NaN.
     """
-    import tensorflow as tf
+    from anomstream.models.backend import tf
 
     with tempfile.TemporaryDirectory(prefix="anomstream-export-") as tmp:
         saved = os.path.join(tmp, "saved_model")

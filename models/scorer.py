@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.runtimes import Runtime
-from models.threshold import Threshold
+from anomstream.models.runtimes import Runtime
+from anomstream.models.threshold import Threshold
 
 # Offline scoring splits large arrays so memory stays bounded; the worker's
 # micro-batches are smaller than this anyway.

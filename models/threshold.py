@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from stream.errors import ThresholdError
+from anomstream.errors import ThresholdError
 
 
 def _checked(errors: np.ndarray, method: str, minimum: int = 2) -> np.ndarray:
@@ -41,7 +41,9 @@ class Threshold:
     def predict(self, errors: np.ndarray) -> np.ndarray:
         if self.value is None:
             raise ThresholdError(f"the {self.method} threshold is not fitted: call fit() on normal errors first.")
-        return np.asarray(errors) > self.value
+        # Compared in float64: with NumPy 2 a float32 array would round the threshold to float32 first, and
+        # a window between the two values would be judged unlike the worker's verdict (a Python float compare).
+        return np.asarray(errors, dtype=np.float64) > self.value
 
     @property
     def params(self) -> dict[str, float]:

@@ -13,15 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import keras
 import numpy as np
-import tensorflow as tf
 
-from models import architectures, threshold as thresholds
-from models.data import Dataset, Split, split
-from models.evaluate import Evaluation, evaluate
-from models.runtimes import KerasRuntime
-from models.scorer import Normalisation, Scorer
+from anomstream.models import architectures
+from anomstream.models import threshold as thresholds
+from anomstream.models.backend import keras, tf
+from anomstream.models.data import Dataset, Split, split
+from anomstream.models.evaluate import Evaluation, evaluate
+from anomstream.models.runtimes import KerasRuntime
+from anomstream.models.scorer import Normalisation, Scorer
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 

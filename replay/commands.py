@@ -12,11 +12,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from models import data
-from replay.producer import Selection
-from stream import console
-from stream.errors import ConfigError
-from stream.settings import add_kafka_flags, kafka_client_config
+from anomstream import console
+from anomstream.config import add_kafka_flags, kafka_client_config
+from anomstream.errors import ConfigError
+from anomstream.models import data
+from anomstream.replay.producer import Selection
 
 log = logging.getLogger("anomstream.replay")
 
@@ -67,13 +67,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     broker.add_argument("--port", type=int, default=9092, help="port on 127.0.0.1 (default: 9092)")
     broker.set_defaults(run=run_broker)
 
-    from replay import demo
+    from anomstream.replay import demo
 
     demo.register(commands)
 
 
 def run_replay(args: argparse.Namespace) -> dict[str, Any]:
-    from replay.producer import replay
+    from anomstream.replay.producer import replay
 
     selection = _selection(args)
     if args.rate < 0:
@@ -90,20 +90,21 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _check_topic(config: dict[str, Any], topic: str) -> None:
-    from stream import clients
+    from anomstream.stream import clients
 
     clients.ensure_topics(_check_broker(config), [topic], config["bootstrap.servers"])
 
 
 def _check_broker(config: dict[str, Any]) -> Any:
     """Wait briefly for Kafka, as the worker does: wrong credentials are one sentence at once, not a timeout."""
-    from stream import clients
+    from anomstream.stream import clients
 
     return clients.wait_for_broker(config, timeout_s=10.0)
 
 
 def run_validate(args: argparse.Namespace) -> dict[str, Any]:
-    from replay.validate import collect, judge
+    from anomstream.replay import report
+    from anomstream.replay.validate import collect, judge
 
     selection = _selection(args)
     dataset = data.load(data.resolve(args.data))
@@ -115,7 +116,7 @@ def run_validate(args: argparse.Namespace) -> dict[str, Any]:
     validation = judge(expected, collected, args.target_recall, args.target_fpr)
     summary = {"scores_topic": args.scores_topic, **validation.summary}
     if args.report and validation.evaluation is not None:
-        write_report(args.report, summary, validation)
+        report.write_validation(args.report, summary, validation)
         summary["report"] = str(args.report / "report.md")
     if not validation.healthy:
         log.error("%d verdicts missing and %d duplicated", summary["missing"], summary["duplicates"])
@@ -123,35 +124,8 @@ def run_validate(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
-def write_report(directory: Path, summary: dict[str, Any], validation: Any) -> None:
-    from models import report
-
-    notes = [
-        f"{summary['received']} of {summary['expected']} expected verdicts read from {summary['scores_topic']}; "
-        f"{summary['missing']} missing, {summary['duplicates']} duplicated. Models: {summary['models']}.",
-        "",
-        "| recommendation | threshold | accuracy | anomaly F1 | normal windows newly flagged | anomalies newly missed |",
-        "| --- | --- | --- | --- | --- | --- |",
-        *(
-            f"| {r['objective']} | {r['threshold']:.5f} | {r['accuracy']:.4f} | {r['anomaly']['f1']:.4f} | "
-            f"{r['change']['normal_flagged']:+d} | {r['change']['anomalies_missed']:+d} |"
-            for r in summary["recommendations"]
-        ),
-    ]
-    report.write(
-        directory,
-        title=f"Live verdicts from {summary['scores_topic']}",
-        summary=summary,
-        evaluation=validation.evaluation,
-        errors=validation.errors,
-        labels=validation.labels,
-        thresholds=validation.thresholds,
-        notes=notes,
-    )
-
-
 def run_broker(args: argparse.Namespace) -> None:
-    from stream.brokers import Tansu
+    from anomstream.brokers import Tansu
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 from confluent_kafka import KafkaError, Producer
 
-from models.data import Dataset, split
-from stream import clients, codec
-from stream.errors import AnomstreamError
+from anomstream.errors import AnomstreamError
+from anomstream.models.data import Dataset, split
+from anomstream.stream import clients, codec
 
 log = logging.getLogger("anomstream.replay")
 

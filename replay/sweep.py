@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.evaluate import Evaluation, evaluate
+from anomstream.models.evaluate import Evaluation, evaluate
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,10 @@ import msgspec
 import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
-from models.evaluate import Evaluation, evaluate
-from replay import sweep
-from stream import clients
-from stream.errors import ConfigError
+from anomstream.errors import ConfigError
+from anomstream.models.evaluate import Evaluation, evaluate
+from anomstream.replay import sweep
+from anomstream.stream import clients
 
 log = logging.getLogger("anomstream.validate")
 

@@ -13,12 +13,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from stream import metrics
-from stream.errors import AnomstreamError, ConfigError
-from stream.settings import WorkerSettings, redact
+from anomstream.config import redact
+from anomstream.errors import AnomstreamError, ConfigError
+from anomstream.stream import metrics
+from anomstream.stream.settings import WorkerSettings
 
 log = logging.getLogger("anomstream.kafka")
 LIBRDKAFKA_LOG = logging.getLogger("anomstream.librdkafka")  # librdkafka's own lines, via `create`
@@ -153,17 +154,54 @@ class LibrdkafkaLog(logging.LoggerAdapter):  # type: ignore[type-arg]
             return False
 
 
+# librdkafka 2.16's CONFIGURATION.md, column C/P: the properties only a consumer reads, and only a producer reads.
+# `create` hands each client only what applies to it, so one set of -X properties serves every client, and no
+# client warns (CONFWARN) about a property meant for another.
+CONSUMER_ONLY = frozenset({
+    "auto.commit.enable", "auto.commit.interval.ms", "auto.offset.reset", "check.crcs", "consume.callback.max.messages",
+    "consume_cb", "coordinator.query.interval.ms", "enable.auto.commit", "enable.auto.offset.store", "enable.partition.eof",
+    "fetch.error.backoff.ms", "fetch.max.bytes", "fetch.message.max.bytes", "fetch.min.bytes", "fetch.queue.backoff.ms",
+    "fetch.wait.max.ms", "group.id", "group.instance.id", "group.protocol", "group.protocol.type", "group.remote.assignor",
+    "heartbeat.interval.ms", "isolation.level", "max.partition.fetch.bytes", "max.poll.interval.ms", "max.poll.records",
+    "offset.store.method", "offset.store.path", "offset.store.sync.interval.ms", "offset_commit_cb",
+    "partition.assignment.strategy", "queued.max.messages.kbytes", "queued.min.messages", "rebalance_cb",
+    "session.timeout.ms", "share.acknowledgement.mode",
+})  # fmt: skip
+PRODUCER_ONLY = frozenset({
+    "acks", "batch.num.messages", "batch.size", "compression.codec", "compression.level", "compression.type",
+    "delivery.report.only.error", "delivery.timeout.ms", "dr_cb", "dr_msg_cb", "enable.gapless.guarantee",
+    "enable.idempotence", "linger.ms", "message.send.max.retries", "message.timeout.ms", "msg_order_cmp", "on_delivery",
+    "partitioner", "partitioner_cb", "produce.offset.report", "queue.buffering.backpressure.threshold",
+    "queue.buffering.max.kbytes", "queue.buffering.max.messages", "queue.buffering.max.ms", "queuing.strategy",
+    "request.required.acks", "request.timeout.ms", "retries", "sticky.partitioning.linger.ms", "transaction.timeout.ms",
+    "transactional.id",
+})  # fmt: skip
+
+
+def scoped(kind: Callable[..., Any], config: dict[str, Any]) -> dict[str, Any]:
+    """`config` without the properties that do not apply to a client of `kind` (an admin client takes neither side's)."""
+    other = (
+        CONSUMER_ONLY if isinstance(kind, type) and issubclass(kind, Producer)
+        else PRODUCER_ONLY if isinstance(kind, type) and issubclass(kind, Consumer)
+        else CONSUMER_ONLY | PRODUCER_ONLY
+    )  # fmt: skip
+    dropped = sorted(key for key in config if key in other)
+    if dropped:
+        log.debug("not given to the %s (they apply to other clients): %s", getattr(kind, "__name__", kind), ", ".join(dropped))
+    return {key: value for key, value in config.items() if key not in other}
+
+
 ROUTED = LibrdkafkaLog(logging.WARNING)
 QUIET = LibrdkafkaLog(logging.DEBUG)  # readiness probes: refused connections are expected there
 
 
 def create(kind: Callable[[dict[str, Any]], Any], config: dict[str, Any], *, quiet: bool = False) -> Any:
-    """Build a client whose librdkafka log goes through `anomstream.librdkafka` (at DEBUG if `quiet`);
-    a property librdkafka rejects (a typo in -X) is a configuration error.
+    """Build a client whose librdkafka log goes through `anomstream.librdkafka` (at DEBUG if `quiet`), given only
+    the properties that apply to its kind; a property librdkafka rejects (a typo in -X) is a configuration error.
 
     The logger is added here, never to a config dict, which may be logged or serialised."""
     try:
-        return kind({**config, "logger": QUIET if quiet else ROUTED})
+        return kind({**scoped(kind, config), "logger": QUIET if quiet else ROUTED})
     except (KafkaException, ValueError, TypeError) as exc:
         reason = exc.args[0].str() if exc.args and isinstance(exc.args[0], KafkaError) else str(exc)
         raise ConfigError(f"Kafka client configuration rejected: {reason} (check -X and --kafka-config).") from None

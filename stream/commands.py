@@ -8,8 +8,9 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from models.runtimes import RUNTIMES
-from stream.settings import WorkerSettings, add_kafka_flags
+from anomstream.config import add_kafka_flags
+from anomstream.models.runtimes import CHOICES as RUNTIME_CHOICES
+from anomstream.stream.settings import WorkerSettings
 
 log = logging.getLogger("anomstream.worker")
 
@@ -19,10 +20,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     worker.add_argument("--model", required=True, type=Path, help="model artifact directory (hot-reloaded when it changes)")
     worker.add_argument(
         "--runtime",
-        choices=RUNTIMES,
+        choices=RUNTIME_CHOICES,
         default="tensorflow",
         help="what runs the model: tensorflow (the reference), or litert, the artifact's model.tflite on"
-        " ai-edge-litert: no TensorFlow import, <1 s start-up, 5-9x less memory, same verdicts (default: tensorflow)",
+        " ai-edge-litert: no TensorFlow import, <1 s start-up, 5-9x less memory, same verdicts; auto: litert"
+        " when the artifact has model.tflite and ai-edge-litert is installed, else tensorflow (default: tensorflow)",
     )
     worker.add_argument("--litert-threads", type=int, default=1, help="threads of one LiteRT model call (default: 1)")
     add_kafka_flags(worker)
@@ -52,7 +54,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run_worker(args: argparse.Namespace) -> Any:
     settings = WorkerSettings.from_args(args)
-    from stream.worker import Worker  # the model's runtime loads in Worker.run, after the flags were checked
+    from anomstream.stream.worker import Worker  # the model's runtime loads in Worker.run, after the flags were checked
 
     worker = Worker(settings)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())

@@ -35,7 +35,7 @@ from typing import Any, Generic, TypeVar
 import msgspec
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from stream.errors import AnomstreamError
+from anomstream.errors import AnomstreamError
 
 log = logging.getLogger("anomstream.delivery")
 

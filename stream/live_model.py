@@ -9,28 +9,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from models import artifact
-from models.artifact import Metadata
-from stream import metrics
-from stream.errors import AnomstreamError, ArtifactError
+from anomstream.errors import AnomstreamError, ArtifactError
+from anomstream.models import artifact, detector
+from anomstream.models.detector import Detector
+from anomstream.stream import metrics
 
 log = logging.getLogger("anomstream.model")
-
-
-@dataclass(frozen=True)
-class Loaded:
-    metadata: Metadata
-    scorer: Any  # models.scorer.Scorer
-
-    @property
-    def label(self) -> dict[str, str]:
-        return {"name": self.metadata.name, "version": self.metadata.version, "sha256": self.metadata.model_file.sha256}
 
 
 def _stamp(directory: Path) -> tuple[int, int] | None:
@@ -43,21 +31,21 @@ def _stamp(directory: Path) -> tuple[int, int] | None:
 
 def load_checked(
     directory: Path, warm_batch: int, window_length: int | None = None, runtime: str = "tensorflow", threads: int = 1
-) -> Loaded:
+) -> Detector:
     """Load on `runtime`, check against the serving model's window length, and warm the model up."""
-    metadata, scorer = artifact.scorer(directory, runtime, threads)
-    if window_length is not None and metadata.window_length != window_length:
+    loaded = detector.load(directory, runtime, threads)
+    if window_length is not None and loaded.window_length != window_length:
         raise ArtifactError(
-            f"{directory} takes windows of {metadata.window_length} samples, the serving model {window_length}: refused."
+            f"{directory} takes windows of {loaded.window_length} samples, the serving model {window_length}: refused."
         )
-    canary = scorer.errors(np.zeros((warm_batch, metadata.window_length), dtype=np.float32))
-    if not np.isfinite(canary).all():
+    canary = loaded.score(np.zeros((warm_batch, loaded.window_length), dtype=np.float32))
+    if not np.isfinite(canary.errors).all():
         raise ArtifactError(f"{directory} gives non-finite errors on a canary batch: refused.")
-    return Loaded(metadata, scorer)
+    return loaded
 
 
 class LiveModel:
-    """Holds the current `Loaded`; `current` is read once per batch, so a swap never splits a batch."""
+    """Holds the current `Detector`; `current` is read once per batch, so a swap never splits a batch."""
 
     def __init__(self, directory: Path, warm_batch: int, runtime: str = "tensorflow", threads: int = 1) -> None:
         self.directory = directory
@@ -70,7 +58,9 @@ class LiveModel:
         self.swapped = threading.Event()  # set by a reload; the worker loop then settles the heap (stream.heap)
         self._stopped = threading.Event()
         self._publish(None, self.current)
-        log.info("model %s %s loaded from %s on %s", self.current.metadata.name, self.current.metadata.version, directory, runtime)
+        log.info(
+            "model %s %s loaded from %s on %s", self.current.metadata.name, self.current.metadata.version, directory, self.current.runtime
+        )
 
     def request_reload(self) -> None:
         """SIGHUP: reload now, even if model.json looks unchanged."""
@@ -117,7 +107,7 @@ class LiveModel:
         return True
 
     @staticmethod
-    def _publish(old: Loaded | None, new: Loaded) -> None:
+    def _publish(old: Detector | None, new: Detector) -> None:
         if old is not None and old.metadata.version != new.metadata.version:
             metrics.MODEL_INFO.remove(old.metadata.name, old.metadata.version)
         metrics.MODEL_INFO.labels(new.metadata.name, new.metadata.version).set(1)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
-from stream.codec import REASONS
+from anomstream.stream.codec import REASONS
 
 WINDOWS_CONSUMED = Counter("anomstream_windows_consumed_total", "Messages read from the input topic, valid or not.")
 WINDOWS_SCORED = Counter("anomstream_windows_scored_total", "Windows scored and published to the scores topic.")

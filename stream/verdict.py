@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-import numpy as np
+
+from anomstream.models.detector import Scores
 
 
 class InputRef(msgspec.Struct, gc=False):
@@ -36,14 +37,13 @@ class Verdict(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
 _encoder = msgspec.json.Encoder()
 
 
-def encode_batch(windows: list[Any], errors: np.ndarray, threshold: float, model: dict[str, Any], scored_at: float) -> tuple[list[bytes], list[bool]]:
-    """Each scored window's encoded verdict, and whether it is anomalous (compared as Python floats, as in the verdict)."""
+def encode_batch(windows: list[Any], scores: Scores, model: dict[str, Any], scored_at: float) -> list[bytes]:
+    """Each scored window's encoded verdict; `anomaly` is the detector's own (models/detector.py)."""
     model_json = msgspec.Raw(_encoder.encode(model))
+    threshold = scores.threshold
     encoded: list[bytes] = []
-    anomalous: list[bool] = []
-    for window, error in zip(windows, errors.tolist()):
+    for window, error, anomaly in zip(windows, scores.errors.tolist(), scores.anomalous.tolist()):
         message = window.message
-        anomaly = error > threshold
         verdict = Verdict(
             id=window.id,
             source=window.source,
@@ -58,5 +58,4 @@ def encode_batch(windows: list[Any], errors: np.ndarray, threshold: float, model
             scored_at=scored_at,
         )
         encoded.append(_encoder.encode(verdict))
-        anomalous.append(anomaly)
-    return encoded, anomalous
+    return encoded

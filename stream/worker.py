@@ -17,12 +17,13 @@ from typing import Any
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from stream import clients, codec, heap, metrics, verdict
-from stream.batcher import Batcher
-from stream.delivery import AtLeastOnce, ExactlyOnce, ProducerWedged, Record
-from stream.health import Health, serve
-from stream.live_model import Loaded, LiveModel
-from stream.settings import WorkerSettings
+from anomstream.models.detector import Detector, Scores
+from anomstream.stream import clients, codec, heap, metrics, verdict
+from anomstream.stream.batcher import Batcher
+from anomstream.stream.delivery import AtLeastOnce, ExactlyOnce, ProducerWedged, Record
+from anomstream.stream.health import Health, serve
+from anomstream.stream.live_model import LiveModel
+from anomstream.stream.settings import WorkerSettings
 
 log = logging.getLogger("anomstream.worker")
 
@@ -113,17 +114,17 @@ class Worker:
             return
         loaded = self.model.current  # read once: a hot reload never splits a batch
         stage = time.perf_counter()
-        batch = codec.decode_batch(messages, loaded.metadata.window_length)
+        batch = codec.decode_batch(messages, loaded.window_length)
         stage = self._timed("decode", stage)
-        errors = self.score(loaded, batch)
+        scores = loaded.score(batch.values)  # one model call for the whole batch
         stage = self._timed("score", stage)
-        records, anomalies = self.verdicts(loaded, batch, errors)
+        records, anomalies = self.verdicts(loaded, batch, scores)
         records += [self.dead_letter(bad) for bad in batch.invalid]
         tally = metrics.BatchTally(
             consumed=len(messages),
             scored=len(batch.windows),
             anomalies=anomalies,
-            errors=errors,
+            errors=scores.errors,
             produced_ms=np.fromiter((ts if kind else -1 for kind, ts in (m.timestamp() for m in messages)), np.float64, len(messages)),
             invalid=Counter(bad.reason for bad in batch.invalid),
         )
@@ -164,24 +165,17 @@ class Worker:
         self.delivery = fresh
         metrics.PRODUCER_REPLACEMENTS.inc()
 
-    @staticmethod
-    def score(loaded: Loaded, batch: codec.Batch) -> np.ndarray:
-        if not len(batch.windows):
-            return np.empty(0, dtype=np.float32)
-        return loaded.scorer.errors(batch.values)  # one compiled call for the whole batch
-
-    def verdicts(self, loaded: Loaded, batch: codec.Batch, errors: np.ndarray) -> tuple[list[Record], int]:
+    def verdicts(self, loaded: Detector, batch: codec.Batch, scores: Scores) -> tuple[list[Record], int]:
         """Every verdict to the scores topic, the anomalous ones to the output topic too; and how many those are."""
-        scores, anomalies = self.settings.scores_topic, self.settings.output_topic
-        threshold = float(loaded.metadata.threshold.value)
-        encoded, anomalous = verdict.encode_batch(batch.windows, errors, threshold, loaded.label, time.time())
+        scores_topic, anomalies_topic = self.settings.scores_topic, self.settings.output_topic
+        encoded = verdict.encode_batch(batch.windows, scores, loaded.model_ref, time.time())
         records: list[Record] = []
-        for window, value, anomaly in zip(batch.windows, encoded, anomalous):
+        for window, value, anomaly in zip(batch.windows, encoded, scores.anomalous.tolist()):
             key = window.message.key()
-            records.append(Record(scores, key, value))
+            records.append(Record(scores_topic, key, value))
             if anomaly:
-                records.append(Record(anomalies, key, value))
-        return records, sum(anomalous)
+                records.append(Record(anomalies_topic, key, value))
+        return records, int(scores.anomalous.sum())
 
     def dead_letter(self, bad: codec.Invalid) -> Record:
         """The original key, value and headers byte for byte, plus why and where from."""

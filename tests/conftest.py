@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.brokers import BROKER_CHOICES, Broker, BrokerError, resolve_test_broker
+from anomstream.brokers import BROKER_CHOICES, Broker, BrokerError, resolve_test_broker
 
 _BROKER = pytest.StashKey["Broker | None"]()
 
@@ -139,7 +139,7 @@ def topic_factory(new_topic: Callable[..., str]) -> Callable[..., str]:
 
 @pytest.fixture(scope="session")
 def ecg_split():
-    from models import data
+    from anomstream.models import data
 
     return data.split(data.load(data.resolve()))
 
@@ -147,8 +147,8 @@ def ecg_split():
 @pytest.fixture(scope="session")
 def ecg_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tutorial's dense model on the real ECG5000 (about 10 s to train)."""
-    from models import artifact, data
-    from models.train import TrainConfig, train
+    from anomstream.models import artifact, data
+    from anomstream.models.train import TrainConfig, train
 
     result = train(data.load(data.resolve()), TrainConfig())
     out = tmp_path_factory.mktemp("ecg") / "ecg-dense"

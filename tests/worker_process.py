@@ -15,13 +15,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
-from benchmarks import procs
-from benchmarks.procs import stop_process
-from stream.brokers import free_port
+from anomstream.benchmarks import procs
+from anomstream.benchmarks.procs import stop_process
+from anomstream.brokers import free_port
 
 __all__ = ["WORKER", "WorkerProcess", "stop_process", "worker_command"]
 
-WORKER = [sys.executable, "-m", "stream", "worker"]
+WORKER = [sys.executable, "-m", "anomstream", "worker"]
 T = TypeVar("T")
 
 

@@ -14,16 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # `benchmarks` is a top-level folder; pytest runs with --import-mode=importlib
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks import command  # noqa: E402
-from benchmarks.backlog import Templates  # noqa: E402
-from benchmarks.config import BenchConfig  # noqa: E402
-from benchmarks.harness import Bench  # noqa: E402
-from benchmarks.variants import _decode_json_stdlib  # noqa: E402
-from stream import codec  # noqa: E402
+from anomstream.benchmarks import command, phases
+from anomstream.benchmarks.backlog import Templates
+from anomstream.benchmarks.config import BenchConfig
+from anomstream.benchmarks.variants import _decode_json_stdlib
+from anomstream.stream import codec
 
 VARIANTS = {
     (variant, fmt, mode)
@@ -122,7 +117,7 @@ def test_ci_sized_bench_runs_every_phase(kafka_broker, ecg_artifact: Path) -> No
         scaleout_windows=scaleout_windows,
         command="pytest",
     )
-    result = Bench(config).run()
+    result = phases.run(config)
     json.dumps(result)  # serialisable as the one --json object
 
     assert result["errors"] == []
@@ -172,7 +167,7 @@ def test_ci_sized_bench_runs_every_phase(kafka_broker, ecg_artifact: Path) -> No
     rss = {name for name in names if name.startswith("RSS flat")}
     assert rss <= {f"RSS flat ({runtime}): growth over the second half of the drain <= 5% of steady RSS" for runtime in ("tensorflow", "litert")}
 
-    from benchmarks.report import markdown
+    from anomstream.benchmarks.report import markdown
 
     text = markdown(result)
     assert "| worker-litert | f32 | exactly-once |" in text and "Start-up on litert to /readyz 200:" in text
@@ -182,10 +177,10 @@ def test_ci_sized_bench_runs_every_phase(kafka_broker, ecg_artifact: Path) -> No
 def test_json_flag_prints_exactly_one_object(kafka_broker, ecg_artifact: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--bootstrap-servers", kafka_broker.bootstrap_servers, "--broker-kind",
+        [sys.executable, "-m", "anomstream.benchmarks", "--bootstrap-servers", kafka_broker.bootstrap_servers, "--broker-kind",
          "tansu" if kafka_broker.name == "tansu" else "apache", "--model", str(ecg_artifact), "--phases", "naive",
          "--naive-windows", "3", "--json", "--out", str(out)],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.strip().splitlines()

@@ -105,8 +105,8 @@ def windows() -> Callable[[int, int, int], tuple[np.ndarray, np.ndarray]]:
 def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real artifact trained in seconds. The 99th-percentile threshold flags about 1% of normal
     windows and every anomalous one, so the anomaly rate is far from the alert's 20% either way."""
-    from models import artifact, data
-    from models.train import TrainConfig, train
+    from anomstream.models import artifact, data
+    from anomstream.models.train import TrainConfig, train
 
     normal, anomalous = synthetic_windows(300, 100, seed=0)
     table = np.vstack([np.column_stack([normal, np.ones(len(normal))]), np.column_stack([anomalous, np.zeros(len(anomalous))])])
@@ -137,7 +137,7 @@ def worker_process(
 ) -> Iterator[WorkerProcess]:
     """`python -m stream worker` with no flag at all: every setting from ANOMSTREAM_* variables, as in
     the container. Its own process, so its counters start at zero. Ready (/readyz 200) when yielded."""
-    from stream.brokers import free_port
+    from anomstream.brokers import free_port
 
     port = free_port()
     env = {
@@ -168,7 +168,7 @@ class Prometheus:
     """A real Prometheus on 127.0.0.1 with a temp storage dir; `query`, `alerts`, `rules` read its API."""
 
     def __init__(self, binary: str, workdir: Path, config: dict[str, Any]) -> None:
-        from stream.brokers import free_port
+        from anomstream.brokers import free_port
 
         self.port = free_port()
         self.workdir = workdir

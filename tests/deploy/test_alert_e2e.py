@@ -16,7 +16,7 @@ import pytest
 import yaml
 from confluent_kafka import Producer
 
-from stream import codec
+from anomstream.stream import codec
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from stream.settings import env_name
+from anomstream.config import env_name
 
 SERVICES = {"kafka", "topics", "train", "worker", "prometheus", "grafana", "replay"}
 TOPICS = {"telemetry-windows", "telemetry-scores", "telemetry-anomalies", "telemetry-windows-dlq"}
@@ -26,20 +26,24 @@ def compose(repo: Path) -> dict[str, Any]:
     return yaml.safe_load((repo / "docker-compose.yml").read_text())
 
 
-@pytest.fixture(scope="module")
-def resolved(repo: Path, tool: Callable[[str], str]) -> dict[str, Any]:
-    """The file as docker-compose resolves it (defaults of ${VAR:-default} filled in), replay profile on."""
+def resolve(repo: Path, tool: Callable[[str], str], **variables: str) -> dict[str, Any]:
+    """The file as docker-compose resolves it (${VAR:-default} filled in from `variables`), replay profile on."""
     done = subprocess.run(
         [tool("docker-compose"), "-f", "docker-compose.yml", "--profile", "replay", "config"],
-        cwd=repo, capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"},
+        cwd=repo, capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin", **variables},
     )
     assert done.returncode == 0, done.stderr
     return yaml.safe_load(done.stdout)
 
 
+@pytest.fixture(scope="module")
+def resolved(repo: Path, tool: Callable[[str], str]) -> dict[str, Any]:
+    return resolve(repo, tool)
+
+
 def settings_env_names() -> set[str]:
     """Every environment variable the CLI reads: ANOMSTREAM_ + each flag's dest, as stream/settings.py names them."""
-    from stream.cli import build_parser
+    from anomstream.cli import build_parser
 
     names: set[str] = set()
 
@@ -96,8 +100,11 @@ def test_services_healthchecks_and_start_order(compose: dict[str, Any]) -> None:
     }
     assert services["topics"]["depends_on"] == {"kafka": {"condition": "service_healthy"}}
     assert services["grafana"]["depends_on"] == {"prometheus": {"condition": "service_healthy"}}
-    # One image for worker, train and replay, each able to build it (never pulled from a registry).
-    assert {services[name]["image"] for name in ("worker", "train", "replay")} == {worker["image"]}
+    # The full image for train and replay; the worker's is built for its RUNTIME. Each service can build its
+    # image (never pulled from a registry).
+    assert services["train"]["image"] == services["replay"]["image"] == "anomstream:0.1.0"
+    assert worker["image"] == "anomstream:0.1.0-${RUNTIME:-tensorflow}" and worker["build"]["args"]["RUNTIME"] == "${RUNTIME:-tensorflow}"
+    assert services["train"]["build"]["args"]["RUNTIME"] == "tensorflow", "the train job needs TensorFlow whatever the worker runs"
     assert all(services[name]["build"]["context"] == "." for name in ("worker", "train", "replay"))
 
 
@@ -134,8 +141,8 @@ def test_no_service_is_made_to_run_as_root(resolved: dict[str, Any]) -> None:
         assert problem in root_overrides({**services, name: {**services[name], **change}}, own)
 
 
-def test_images_are_pinned(compose: dict[str, Any], repo: Path) -> None:
-    images = {name: service["image"] for name, service in compose["services"].items()}
+def test_images_are_pinned(resolved: dict[str, Any], repo: Path) -> None:
+    images = {name: service["image"] for name, service in resolved["services"].items()}
     dockerfile_base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", (repo / "Dockerfile").read_text(), re.MULTILINE)
     assert dockerfile_base, "the Dockerfile's base image is the PYTHON_IMAGE build arg"
     images["Dockerfile"] = dockerfile_base.group(1)
@@ -200,16 +207,20 @@ def dockerfile_env(repo: Path) -> dict[str, str]:
     return env
 
 
-@pytest.mark.parametrize("service", ["worker", "train", "replay"])
-def test_compose_environment_is_a_valid_configuration(service: str, resolved: dict[str, Any], repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The CLI parses each service's environment (the image's ENV, then compose's) into what we meant."""
-    from stream.cli import build_parser
-    from stream.settings import WorkerSettings
+@pytest.mark.parametrize(("service", "runtime"), [("worker", "tensorflow"), ("worker", "litert"), ("train", "tensorflow"), ("replay", "tensorflow")])
+def test_compose_environment_is_a_valid_configuration(service: str, runtime: str, repo: Path, tool: Callable[[str], str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI parses each service's environment (its image's ENV for the RUNTIME it is built with, then compose's)
+    into what we meant; the worker runs on the runtime its image was built for (RUNTIME=litert docker compose up)."""
+    from anomstream.cli import build_parser
+    from anomstream.stream.settings import WorkerSettings
 
-    # ${RUNTIME} is the build argument, tensorflow unless the image was built with RUNTIME=litert.
-    image = {k: v.replace("${RUNTIME}", "tensorflow") for k, v in dockerfile_env(repo).items() if k.startswith("ANOMSTREAM_")}
-    assert image == {"ANOMSTREAM_MODEL": "/models/current", "ANOMSTREAM_RUNTIME": "tensorflow", "ANOMSTREAM_METRICS_PORT": "9100"}
-    environment = {**image, **{k: str(v) for k, v in resolved["services"][service]["environment"].items()}}
+    resolved = resolve(repo, tool, **({"RUNTIME": runtime} if runtime != "tensorflow" else {}))
+    config = resolved["services"][service]
+    built_for = config["build"]["args"]["RUNTIME"]
+    assert built_for == runtime
+    image = {k: v.replace("${RUNTIME}", built_for) for k, v in dockerfile_env(repo).items() if k.startswith("ANOMSTREAM_")}
+    assert image == {"ANOMSTREAM_MODEL": "/models/current", "ANOMSTREAM_RUNTIME": built_for, "ANOMSTREAM_METRICS_PORT": "9100"}
+    environment = {**image, **{k: str(v) for k, v in config["environment"].items()}}
     for name in [name for name in os.environ if name.startswith("ANOMSTREAM_")]:
         monkeypatch.delenv(name)
     for name, value in environment.items():
@@ -220,7 +231,8 @@ def test_compose_environment_is_a_valid_configuration(service: str, resolved: di
         settings = WorkerSettings.from_args(args)
         assert (settings.bootstrap_servers, settings.group_id, settings.delivery) == ("kafka:9092", "anomstream", "exactly-once")
         assert (str(settings.model), settings.metrics_port, settings.metrics_host) == ("/models/current", 9100, "0.0.0.0")
-        assert settings.runtime == "tensorflow"
+        assert settings.runtime == runtime, "compose must not override the runtime its worker image was built for"
+        assert config["image"] == f"anomstream:0.1.0-{runtime}"
         assert settings.transactional_id.startswith("anomstream-anomstream-")  # unique per container: <hostname>-<pid>
     elif service == "replay":
         assert (args.bootstrap_servers, args.topic, args.split, args.rate, args.loop) == ("kafka:9092", "telemetry-windows", "test", 100.0, 60)

@@ -143,8 +143,8 @@ def healthcheck_command(repo: Path) -> list[str]:
 
 def test_healthcheck_passes_on_a_live_worker_and_fails_on_a_stalled_or_absent_one(repo: Path) -> None:
     """The HEALTHCHECK's exact command against the worker's own health server: 200, 503, nothing."""
-    from stream.brokers import free_port
-    from stream.health import Health, serve
+    from anomstream.brokers import free_port
+    from anomstream.stream.health import Health, serve
 
     command = healthcheck_command(repo)
     health = Health(stall_after_s=30.0)
@@ -240,7 +240,7 @@ def test_dockerignore_keeps_the_context_to_sources_and_artifact_files(repo: Path
         ".venv/bin/python", ".git/HEAD", "tests/test_x.py", "reports/demo/report.md", "data/ecg5000.csv.gz",
         "ecg.csv", "stream/__pycache__/worker.cpython-311.pyc", "artifacts/ecg-dense/model.json",
         "artifacts/ecg-dense/model.keras", "artifacts/ecg-dense/model.tflite", "artifacts/ecg-dense/report/roc.png", "artifacts/ecg-dense/history.csv",
-        "benchmarks/bench.py", "Makefile",
+        "benchmarks/bench.py", "benchmarks/results/2026-11-27-apache-full-4.json", "anomstream/cli.py", "brokers/tansu.py", "Makefile",
     ]
     for name in files:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
@@ -257,5 +257,5 @@ def test_dockerignore_keeps_the_context_to_sources_and_artifact_files(repo: Path
     context = {path for path in json.loads(done.stdout) if not (tmp_path / path).is_dir()}
     assert context == {
         ".dockerignore", "pyproject.toml", "README.md", "stream/worker.py", "models/artifact.py", "replay/producer.py",
-        "artifacts/ecg-dense/model.json", "artifacts/ecg-dense/model.keras", "artifacts/ecg-dense/model.tflite",
+        "benchmarks/bench.py", "anomstream/cli.py", "brokers/tansu.py", "artifacts/ecg-dense/model.json", "artifacts/ecg-dense/model.keras", "artifacts/ecg-dense/model.tflite",
     }

@@ -13,7 +13,7 @@ import pytest
 from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
-from stream import codec
+from anomstream.stream import codec
 
 pytestmark = pytest.mark.integration
 

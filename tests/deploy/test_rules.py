@@ -164,7 +164,7 @@ def test_referenced_metrics_are_declared_in_stream_metrics(referenced_metrics: s
     """A fast, static version of tests/deploy/test_live_metrics.py: the names exist in the code."""
     from prometheus_client import REGISTRY
 
-    import stream.metrics  # noqa: F401  (registers the metrics)
+    import anomstream.stream.metrics  # noqa: F401  (registers the metrics)
 
     declared = {metric.name + ("_total" if metric.type == "counter" else "") for metric in REGISTRY.collect()}
     referenced = referenced_metrics

@@ -30,6 +30,12 @@ def write_csv(path: Path, windows: np.ndarray, labels: np.ndarray) -> Path:
 
 
 @pytest.fixture(scope="session")
+def synthetic():
+    """`synthetic(n_normal, n_anomalous, seed=0)`: windows and labels shaped like the tiny artifact's data."""
+    return synthetic_windows
+
+
+@pytest.fixture(scope="session")
 def synthetic_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     windows, labels = synthetic_windows(300, 100)
     return write_csv(tmp_path_factory.mktemp("data") / "synthetic.csv", windows, labels)
@@ -38,8 +44,8 @@ def synthetic_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_artifact(tmp_path_factory: pytest.TempPathFactory, synthetic_csv: Path) -> Path:
     """A dense model trained for a few epochs on the synthetic set, saved as a real artifact."""
-    from models import artifact, data
-    from models.train import TrainConfig, train
+    from anomstream.models import artifact, data
+    from anomstream.models.train import TrainConfig, train
 
     result = train(data.load(synthetic_csv), TrainConfig(epochs=30, batch_size=32, learning_rate=1e-2))
     out = tmp_path_factory.mktemp("artifacts") / "tiny"

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models import artifact
-from stream.errors import ArtifactError
+from anomstream.errors import ArtifactError
+from anomstream.models import artifact
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def edit_json(path: Path, change) -> None:
 
 
 def test_round_trip_scores_like_the_saved_model(tiny_artifact, synthetic_csv):
-    from models import data
+    from anomstream.models import data
 
     metadata, scorer = artifact.scorer(tiny_artifact)
     assert metadata.schema_version == artifact.SCHEMA_VERSION
@@ -34,7 +34,7 @@ def test_round_trip_scores_like_the_saved_model(tiny_artifact, synthetic_csv):
     test = data.split(ds, metadata.split.test_size, metadata.split.seed).test
     errors = scorer.errors(test.windows)
     # The errors recomputed from disk reproduce the evaluation recorded at training time.
-    from models.evaluate import evaluate
+    from anomstream.models.evaluate import evaluate
 
     assert evaluate(errors, test.labels, metadata.threshold.value) == metadata.evaluation
 
@@ -177,8 +177,8 @@ def test_garbage_litert_file_with_matching_hash(copy):
 
 
 def test_litert_round_trip_reproduces_the_recorded_evaluation(tiny_artifact, synthetic_csv):
-    from models import data
-    from models.evaluate import evaluate
+    from anomstream.models import data
+    from anomstream.models.evaluate import evaluate
 
     metadata, scorer = artifact.scorer(tiny_artifact, "litert")
     test = data.split(data.load(synthetic_csv), metadata.split.test_size, metadata.split.seed).test

@@ -2,20 +2,20 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from stream.cli import main
+from anomstream.cli import main
 
 SAMPLE = ["--epochs", "30", "--batch-size", "32", "--learning-rate", "0.01"]
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "stream", *args],
+        [sys.executable, "-m", "anomstream", *args],
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},
@@ -47,8 +47,12 @@ def test_evaluate_reproduces_train_and_writes_a_report(tmp_path, tiny_artifact, 
     assert summary["test"] == recorded  # same scoring path: identical, not merely close
     files = sorted(p.name for p in (tmp_path / "r").iterdir())
     assert files == [
-        "confusion.png", "error_histogram.png", "examples.png", "report.json", "report.md", "roc_pr.png", "training_curve.png",
+        "confusion.png", "error_histogram.png", "examples.png", "report.json", "report.md", "roc_pr.png", "scores.csv", "training_curve.png",
     ]
+    lines = (tmp_path / "r" / "scores.csv").read_text().splitlines()
+    assert lines[0] == "row,label,error,anomalous" and len(lines) == 1 + summary["test"]["windows"]
+    flagged = sum(line.endswith(",1") for line in lines[1:])
+    assert flagged == summary["test"]["confusion"]["normal_as_anomaly"] + summary["test"]["confusion"]["anomaly_as_anomaly"]
     assert json.loads((tmp_path / "r" / "report.json").read_text())["test"] == summary["test"]
     assert "| anomaly F1 |" in (tmp_path / "r" / "report.md").read_text()
     for png in (tmp_path / "r").glob("*.png"):
@@ -111,3 +115,41 @@ def test_console_script_exit_code_and_stderr(tmp_path):
     assert done.returncode == 2
     assert done.stdout == ""
     assert done.stderr.strip().endswith(f"train one with `anomstream train --out {tmp_path / 'missing'}`.")
+
+
+# TensorFlow's C++ lines (absl's format: I0000 00:00:1796125179.137123   4242 reader.cc:83] ...) and the words a newcomer
+# reads as failures, e.g. "Could not find cuda drivers", "failed call to cuInit", "NodeDef mentions attribute".
+TF_NATIVE = re.compile(r"^[IWEF]\d{4} [\d:.]+\s+\d+ \S+:\d+\]", re.MULTILINE)
+ALARMING = ("cuda", "cuInit", "NodeDef", "absl::InitializeLog", "XNNPACK", "CONFWARN", "Assets written to")
+
+
+def test_training_starts_quietly_and_debug_shows_tensorflows_own_lines(tmp_path, synthetic_csv):
+    """A first run prints our lines only; --log-level DEBUG hands TensorFlow's C++ chatter back."""
+    quiet = run_cli("train", "--data", str(synthetic_csv), "--out", str(tmp_path / "q"), "--epochs", "1", "--json")
+    assert quiet.returncode == 0, quiet.stderr
+    assert not TF_NATIVE.search(quiet.stderr), quiet.stderr
+    assert [word for word in ALARMING if word.lower() in quiet.stderr.lower()] == [], quiet.stderr
+    assert all(" INFO anomstream" in line or " WARNING anomstream" in line or line.startswith("  ") for line in quiet.stderr.splitlines()), quiet.stderr
+
+    loud = run_cli("--log-level", "DEBUG", "train", "--data", str(synthetic_csv), "--out", str(tmp_path / "l"), "--epochs", "1", "--json")
+    assert loud.returncode == 0, loud.stderr
+    assert TF_NATIVE.search(loud.stderr), loud.stderr[-2000:]
+
+
+def test_a_users_own_tf_cpp_min_log_level_wins(tmp_path, synthetic_csv):
+    done = run_cli("train", "--data", str(synthetic_csv), "--out", str(tmp_path / "m"), "--epochs", "1", "--json", env={"TF_CPP_MIN_LOG_LEVEL": "0"})
+    assert done.returncode == 0, done.stderr
+    assert TF_NATIVE.search(done.stderr), done.stderr  # e.g. the SavedModel reader's INFO lines during the LiteRT export
+
+
+def test_without_matplotlib_a_report_keeps_its_numbers_and_says_why_it_has_no_figures(tmp_path, tiny_artifact, synthetic_csv):
+    """A plain `pip install anomstream` lacks the plot extra: the demo and --report must still finish."""
+    blocked = "import runpy, sys; sys.modules['matplotlib'] = None; runpy.run_module('anomstream', run_name='__main__', alter_sys=True)"
+    done = subprocess.run(
+        [sys.executable, "-c", blocked, "evaluate", "--model", str(tiny_artifact), "--data", str(synthetic_csv), "--report", str(tmp_path / "r"), "--json"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["report.json", "report.md", "scores.csv"]
+    assert "Figures are left out: matplotlib is not installed" in (tmp_path / "r" / "report.md").read_text()
+    assert "matplotlib is not installed" in done.stderr

@@ -4,8 +4,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models import data
-from stream.errors import DataError
+from anomstream.errors import DataError
+from anomstream.models import data
 
 GOOD = "1,2,3,1.0\n4,5,6,0.0\n7,8,9,1\n"
 

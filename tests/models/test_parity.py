@@ -7,8 +7,8 @@ the tolerances are those of the foundation issue.
 
 import pytest
 
-from models import data
-from models.train import TrainConfig, train
+from anomstream.models import data
+from anomstream.models.train import TrainConfig, train
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,10 @@ import sys
 import numpy as np
 import pytest
 
-from models import artifact
-from models.architectures import build
-from models.runtimes import KerasRuntime, LiteRTRuntime, check_available, export_litert
-from stream.errors import ConfigError
+from anomstream.errors import ConfigError
+from anomstream.models import artifact
+from anomstream.models.architectures import build
+from anomstream.models.runtimes import KerasRuntime, LiteRTRuntime, check_available, export_litert
 
 # float32 rounding: the two runtimes sum the same products in different orders.
 ERROR_ATOL = 1e-5
@@ -63,5 +63,5 @@ def test_a_missing_litert_package_is_one_sentence(monkeypatch):
 
 
 def test_an_unknown_runtime_is_refused():
-    with pytest.raises(ConfigError, match=r"^--runtime onnx is not one of tensorflow, litert\.$"):
+    with pytest.raises(ConfigError, match=r"^--runtime onnx is not one of auto, tensorflow, litert\.$"):
         check_available("onnx")

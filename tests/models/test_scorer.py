@@ -1,6 +1,6 @@
 import numpy as np
 
-from models import artifact
+from anomstream.models import artifact
 
 
 def test_one_trace_serves_every_batch_size(tiny_artifact):
@@ -13,7 +13,7 @@ def test_one_trace_serves_every_batch_size(tiny_artifact):
 
 
 def test_large_arrays_are_scored_in_chunks_with_the_same_result(tiny_artifact, monkeypatch):
-    from models import scorer as scorer_module
+    from anomstream.models import scorer as scorer_module
 
     _, scorer = artifact.scorer(tiny_artifact)
     windows = np.random.default_rng(0).normal(size=(50, 32)).astype(np.float32)

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from models import threshold
-from stream.errors import ThresholdError
+from anomstream.errors import ThresholdError
+from anomstream.models import threshold
 
 ERRORS = np.linspace(0.0, 1.0, 1001)
 
@@ -76,3 +76,10 @@ def test_fit_checks_its_input(fitter, errors, message):
 def test_predict_before_fit_is_an_error():
     with pytest.raises(ThresholdError, match="not fitted: call fit"):
         threshold.MeanStdThreshold().predict(ERRORS)
+
+
+def test_predict_compares_in_float64_as_the_verdicts_do():
+    # float32(0.1) is 0.10000000149...: above a threshold of 0.1, though equal to it in float32.
+    fitted = threshold.restore("mean-std", {"k": 1.0}, 0.1)
+    assert fitted.predict(np.array([0.1], dtype=np.float32)).tolist() == [True]
+    assert float(np.float32(0.1)) > 0.1

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from models import architectures, data
-from models.train import TrainConfig, train
+from anomstream.models import architectures, data
+from anomstream.models.train import TrainConfig, train
 
 FAST = dict(epochs=30, batch_size=32, learning_rate=1e-2)
 
@@ -61,7 +61,7 @@ def test_denoising_adds_a_training_only_noise_layer(dataset):
 
 
 def test_bad_threshold_parameters_fail_before_training(dataset):
-    from stream.errors import ThresholdError
+    from anomstream.errors import ThresholdError
 
     with pytest.raises(ThresholdError, match="fpr must be strictly between 0 and 1"):
         train(dataset, TrainConfig(epochs=500, threshold="fpr", threshold_params={"fpr": 2.0}))

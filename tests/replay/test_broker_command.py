@@ -11,10 +11,10 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition, OFFSET_BEGINNING
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from stream.brokers import free_port
+from anomstream.brokers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,7 @@ def wait_for(check, timeout: float) -> bool:
 
 def test_broker_command_serves_kafka_until_interrupted():
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "stream", "broker", "--port", str(port)], stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, "-m", "anomstream", "broker", "--port", str(port)], stderr=subprocess.PIPE, text=True)
     try:
         assert wait_for(lambda: port_open(port), 30), "the broker never listened"
         bootstrap = f"127.0.0.1:{port}"
@@ -61,7 +61,7 @@ def test_broker_command_serves_kafka_until_interrupted():
 
 def test_demo_keep_running_stops_the_broker_and_worker_on_ctrl_c(tmp_path, ecg_artifact):
     process = subprocess.Popen(
-        [sys.executable, "-m", "replay", "demo", "--model", str(ecg_artifact), "--report", str(tmp_path / "r"), "--keep-running"],
+        [sys.executable, "-m", "anomstream", "demo", "--model", str(ecg_artifact), "--report", str(tmp_path / "r"), "--keep-running"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ},
     )
     lines: list[str] = []

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 def test_demo_trains_serves_replays_and_validates(tmp_path):
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}  # no cached model: it must train one
     done = subprocess.run(
-        [sys.executable, "-m", "replay", "demo", "--report", str(tmp_path / "report"), "--json"],
+        [sys.executable, "-m", "anomstream", "demo", "--report", str(tmp_path / "report"), "--json"],
         capture_output=True, text=True, timeout=600, env=env,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -29,7 +29,7 @@ def test_demo_trains_serves_replays_and_validates(tmp_path):
     assert summary["anomalies"] == test["confusion"]["normal_as_anomaly"] + test["confusion"]["anomaly_as_anomaly"]
     # Live verdicts reproduce the offline evaluation of the same artifact.
     evaluated = subprocess.run(
-        [sys.executable, "-m", "models", "evaluate", "--model", summary["model"], "--json"],
+        [sys.executable, "-m", "anomstream", "evaluate", "--model", summary["model"], "--json"],
         capture_output=True, text=True, timeout=300, env=env,
     )
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
@@ -40,3 +40,9 @@ def test_demo_trains_serves_replays_and_validates(tmp_path):
     assert (tmp_path / "report" / "report.md").is_file()
     assert (tmp_path / "report" / "error_histogram.png").stat().st_size > 5000
     assert "embedded broker (Tansu)" in done.stderr
+    # A first run is quiet: no TensorFlow C++ lines (CUDA probes) and no librdkafka configuration warnings.
+    assert [word for word in ("cuda", "cuInit", "NodeDef", "absl::", "XNNPACK", "CONFWARN") if word.lower() in done.stderr.lower()] == []
+    # Each figure says what it measures: the worker's own rate while it had input, and the wall time end to end.
+    assert 0 < summary["worker_busy_seconds"] < summary["end_to_end_seconds"]
+    assert summary["worker_windows_per_s"] == round(1000 / summary["worker_busy_seconds"])
+    assert "throughput" not in summary

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from stream.cli import main
+from anomstream.cli import main
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +81,7 @@ def test_bad_rows_refuse_the_file_before_sending_by_default(tmp_path, kafka_boot
 
 
 def test_missing_topic_and_unreachable_broker_are_clear(small_csv, kafka_bootstrap, capsys):
-    from stream.brokers import free_port
+    from anomstream.brokers import free_port
 
     assert main(["replay", "--data", str(small_csv), "--topic", "no-such-topic-x", "--bootstrap-servers", kafka_bootstrap]) == 2
     assert f"topic no-such-topic-x does not exist on {kafka_bootstrap}" in capsys.readouterr().err

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from replay import sweep
-from replay.validate import Collected, judge
+from anomstream.replay import sweep
+from anomstream.replay.validate import Collected, judge
 
 ERRORS = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
 LABELS = np.array([1, 1, 1, 0, 1, 0, 0, 0])  # 1 normal, 0 anomalous

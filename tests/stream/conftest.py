@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from stream.settings import WorkerSettings
-from stream.worker import WorkerThread
+from anomstream.stream.settings import WorkerSettings
+from anomstream.stream.worker import WorkerThread
 
 
 @pytest.fixture
@@ -124,7 +124,7 @@ def read(kafka_bootstrap: str) -> Callable[..., list]:
 @pytest.fixture(scope="module")
 def tansu_bootstrap() -> Iterator[str]:
     """A Tansu broker of the module's own, beside the session's broker."""
-    from stream.brokers import Tansu
+    from anomstream.brokers import Tansu
 
     with Tansu() as broker:
         yield broker.bootstrap_servers

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from stream.batcher import Batcher
+from anomstream.stream.batcher import Batcher
 
 pytestmark = pytest.mark.integration
 

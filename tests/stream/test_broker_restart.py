@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from stream import codec
-from stream.apache_kafka import ApacheKafka
+from anomstream.brokers.apache_kafka import ApacheKafka
+from anomstream.stream import codec
 from tests.worker_process import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]

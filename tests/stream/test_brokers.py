@@ -14,7 +14,7 @@ from collections.abc import Callable
 import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
-from stream.brokers import Broker, BrokerError, ExternalKafka, resolve_test_broker
+from anomstream.brokers import Broker, BrokerError, ExternalKafka, resolve_test_broker
 
 # Tansu's first group join waits about half of session.timeout.ms: keep it at the minimum.
 GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000, "auto.offset.reset": "earliest"}
@@ -178,7 +178,7 @@ def test_aborted_transaction_is_invisible_to_read_committed(
 @pytest.mark.integration
 @pytest.mark.chaos
 def test_apache_kafka_keeps_data_across_restarts(kafka_broker: Broker, tmp_path) -> None:
-    from stream.apache_kafka import ApacheKafka
+    from anomstream.brokers.apache_kafka import ApacheKafka
 
     if not isinstance(kafka_broker, ApacheKafka):
         pytest.skip("restart test runs only when the session broker is Apache Kafka (--broker apache)")
@@ -230,7 +230,7 @@ def test_resolve_rejects_unknown_choice() -> None:
 
 def test_apache_kafka_formats_with_a_cluster_id_that_starts_with_a_dash(monkeypatch, request):
     """About 1 id in 64 starts with "-": the storage tool must not take it for a flag (a CI flake once)."""
-    from stream import apache_kafka
+    from anomstream.brokers import apache_kafka
 
     if request.config.getoption("--broker") not in (None, "apache"):
         pytest.skip("Apache Kafka specific; another broker was chosen with --broker")

@@ -16,9 +16,9 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
-from stream import clients
-from stream.brokers import free_port
-from stream.settings import WorkerSettings
+from anomstream.brokers import free_port
+from anomstream.stream import clients
+from anomstream.stream.settings import WorkerSettings
 
 RAW = re.compile(r"^%\d\|", re.MULTILINE)  # librdkafka's own stderr format: %3|<ts>|FAIL|<client>| ...
 
@@ -36,8 +36,8 @@ def poll_until_failed(client: Any, caplog: pytest.LogCaptureFixture, timeout: fl
 
 def test_librdkafka_lines_are_log_records_capped_at_warning(caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> None:
     caplog.set_level(logging.DEBUG, logger="anomstream.librdkafka")
-    # group.id is a consumer property: the producer warns (CONFWARN, level 4) that it ignores it.
-    producer = clients.create(Producer, {"bootstrap.servers": f"127.0.0.1:{free_port()}", "group.id": "g", "client.id": "t"})
+    # socket.blocking.max.ms is deprecated: librdkafka warns (CONFWARN, level 4) that it is no longer used.
+    producer = clients.create(Producer, {"bootstrap.servers": f"127.0.0.1:{free_port()}", "socket.blocking.max.ms": "100", "client.id": "t"})
     time.sleep(1.0)  # librdkafka's threads fail to connect meanwhile; unpolled, nothing is printed or logged
     assert [r for r in caplog.records if r.name == "anomstream.librdkafka"] == []
     records = poll_until_failed(producer, caplog)
@@ -78,6 +78,38 @@ def test_quiet_clients_log_at_debug(kind: Any, caplog: pytest.LogCaptureFixture,
         client.close()
     del client
     assert not RAW.search(capfd.readouterr().err)
+
+
+def confwarns(client: Any, caplog: pytest.LogCaptureFixture) -> list[str]:
+    """librdkafka's configuration warnings about `client` (they are logged when it is first polled)."""
+    client.poll(0.5)
+    return [r.getMessage() for r in caplog.records if r.name == "anomstream.librdkafka" and r.getMessage().startswith("CONFWARN")]
+
+
+MIXED = {"session.timeout.ms": "6000", "heartbeat.interval.ms": "1000", "isolation.level": "read_committed", "linger.ms": "5",
+         "enable.idempotence": "true", "socket.keepalive.enable": "true"}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", [Producer, Consumer, AdminClient])
+def test_each_client_gets_only_the_properties_that_apply_to_it(kind: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """One set of -X properties serves every client: none warns about a property meant for another (the demo's
+    session.timeout.ms made its producer print a CONFWARN)."""
+    caplog.set_level(logging.DEBUG, logger="anomstream.librdkafka")
+    config = {"bootstrap.servers": f"127.0.0.1:{free_port()}", "group.id": "g", **MIXED}
+    client = clients.create(kind, config)
+    assert confwarns(client, caplog) == []
+    if kind is Consumer:
+        client.close()
+    kept = clients.scoped(kind, config)
+    assert "socket.keepalive.enable" in kept  # a property of every client stays
+    assert ("session.timeout.ms" in kept) == (kind is Consumer) and ("linger.ms" in kept) == (kind is Producer)
+
+
+def test_without_the_scoping_librdkafka_warns(caplog: pytest.LogCaptureFixture) -> None:
+    """The test above can fail: the same properties handed to a producer whole are a CONFWARN."""
+    caplog.set_level(logging.DEBUG, logger="anomstream.librdkafka")
+    producer = Producer({"bootstrap.servers": f"127.0.0.1:{free_port()}", **MIXED, "logger": clients.ROUTED})
+    assert any("session.timeout.ms is a consumer property and will be ignored by this producer" in line for line in confwarns(producer, caplog))
 
 
 def test_the_logger_never_enters_a_config_that_is_logged_or_serialised() -> None:

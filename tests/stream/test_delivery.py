@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from stream import codec
+from anomstream.stream import codec
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +47,7 @@ def test_one_transaction_spans_the_batches_of_a_commit_interval(ecg_split, worke
 
 def set_producer_quota(bootstrap: str, client_id: str, bytes_per_s: int | None) -> None:
     """A broker-side quota on the worker's produce rate: Kafka slows the outputs down, for real."""
-    from stream.apache_kafka import java_binary, kafka_libs
+    from anomstream.brokers.apache_kafka import java_binary, kafka_libs
 
     java = java_binary()
     if java is None:
@@ -102,7 +102,7 @@ def test_a_slow_output_pauses_consumption_with_bounded_memory_and_loses_nothing(
 def test_a_replaced_producer_fences_the_stuck_one_and_redoes_its_transaction(ecg_split, worker_settings, topics, send, read, start_worker, kafka_bootstrap):
     """What the worker does when librdkafka wedges (stream/delivery.py, ProducerWedged), triggered by hand here:
     the open transaction's outputs are written again by a fresh producer; the stuck one's copy is aborted."""
-    from stream.delivery import ProducerWedged
+    from anomstream.stream.delivery import ProducerWedged
 
     worker = start_worker(worker_settings, max_batch=16, commit_interval_ms=60_000)
     send(topics["input"], ecg_messages(ecg_split, 100))

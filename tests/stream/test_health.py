@@ -2,7 +2,7 @@ import socket
 import time
 import urllib.request
 
-from stream.health import Health, serve
+from anomstream.stream.health import Health, serve
 
 
 def test_ready_needs_model_broker_and_partitions():

@@ -3,7 +3,7 @@ import weakref
 
 import pytest
 
-from stream import heap
+from anomstream.stream import heap
 
 
 class Node:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Histogram
 
-from stream.metrics import observe_many
+from anomstream.stream.metrics import observe_many
 
 BUCKETS = (0.01, 0.05, 0.1, 1.0)
 

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from stream import codec
-from stream.codec import BAD_BINARY, BAD_SCHEMA, NON_FINITE, NOT_JSON, TOO_LARGE, WRONG_LENGTH
+from anomstream.stream import codec
+from anomstream.stream.codec import BAD_BINARY, BAD_SCHEMA, NON_FINITE, NOT_JSON, TOO_LARGE, WRONG_LENGTH
 
 SEED = 20261127
 L = 140

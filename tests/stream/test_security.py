@@ -19,9 +19,9 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from stream import codec
-from stream.apache_kafka import ApacheKafka, scram_format_args
-from stream.brokers import BrokerError
+from anomstream.brokers import BrokerError
+from anomstream.brokers.apache_kafka import ApacheKafka, scram_format_args
+from anomstream.stream import codec
 from tests.worker_process import WorkerProcess, worker_command
 
 MECHANISM = "SCRAM-SHA-256"
@@ -86,7 +86,7 @@ def sasl_topics(sasl_kafka: SaslKafka) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def ecg_csv() -> str:
-    from models import data
+    from anomstream.models import data
 
     return str(data.resolve())
 
@@ -132,7 +132,7 @@ def auth_args(how: str, password: str, tmp_path: Path) -> list[str]:
 
 
 def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "stream", *args]
+    return [sys.executable, "-m", "anomstream", *args]
 
 
 def sasl_worker_command(model: Path, sasl: SaslKafka, topics: dict[str, str], auth: list[str]) -> list[str]:

@@ -14,7 +14,7 @@ import uuid
 import numpy as np
 import pytest
 
-from stream import codec
+from anomstream.stream import codec
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from stream import codec
+from anomstream.stream import codec
 from tests.worker_process import WorkerProcess, worker_command
 
 pytestmark = pytest.mark.integration
@@ -57,7 +57,7 @@ def test_missing_topic_is_one_sentence_and_exit_2(ecg_artifact, kafka_bootstrap,
 
 
 def test_unreachable_broker_waits_then_fails_clearly(ecg_artifact, topics):
-    from stream.brokers import free_port
+    from anomstream.brokers import free_port
 
     address = f"127.0.0.1:{free_port()}"
     started = time.monotonic()
@@ -102,12 +102,12 @@ def test_secrets_from_kafka_config_are_not_logged(ecg_artifact, kafka_bootstrap,
 # `slim`) holds. Setting a module to None in sys.modules makes any import of it raise ImportError.
 WITHOUT_TENSORFLOW = (
     "import runpy, sys; sys.modules.update(dict.fromkeys(['tensorflow', 'keras', 'sklearn', 'pandas', 'scipy'], None)); "
-    "runpy.run_module('stream', run_name='__main__', alter_sys=True)"
+    "runpy.run_module('anomstream', run_name='__main__', alter_sys=True)"
 )
 
 
 def without_tensorflow(command: list[str]) -> list[str]:
-    assert command[1:3] == ["-m", "stream"]
+    assert command[1:3] == ["-m", "anomstream"]
     return [command[0], "-c", WITHOUT_TENSORFLOW, *command[3:]]
 
 
@@ -119,7 +119,9 @@ def test_on_litert_the_worker_runs_without_tensorflow(ecg_artifact, ecg_split, k
         verdicts = [json.loads(m.value()) for m in read(topics["scores"], 300, timeout=120)]
         assert worker.stop(60) == 0, worker.log_tail()
     assert sorted(v["id"] for v in verdicts) == sorted(f"w-{i}" for i in range(300))
-    assert f"loaded from {ecg_artifact} on litert" in worker.log.read_text()
+    log = worker.log.read_text()
+    assert f"loaded from {ecg_artifact} on litert" in log
+    assert "XNNPACK" not in log  # LiteRT announces its delegate on stderr by itself: at DEBUG in our log only
 
 
 def test_litert_on_an_artifact_without_model_tflite_is_one_sentence_and_exit_2(ecg_artifact, topics, tmp_path):

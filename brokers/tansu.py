@@ -12,7 +12,8 @@ import logging
 import os
 from pathlib import Path
 
-from stream.brokers import BrokerError, ProcessBroker
+from anomstream.brokers.base import BrokerError
+from anomstream.brokers.process import ProcessBroker
 
 _TANSU_ENV = ("CLUSTER_ID", "LISTENER_URL", "ADVERTISED_LISTENER_URL", "STORAGE_ENGINE", "SCHEMA_REGISTRY")
 

@@ -34,3 +34,9 @@ class ThresholdError(AnomstreamError):
     """A threshold was asked for with inputs it cannot be fitted on."""
 
     exit_code = 2
+
+
+class WindowError(AnomstreamError, ValueError):
+    """Windows handed to `Detector.score` have the wrong shape, type or values."""
+
+    exit_code = 2

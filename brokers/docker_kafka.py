@@ -7,7 +7,7 @@ import logging
 import time
 from typing import Any
 
-from stream.brokers import BrokerError, wait_until_ready
+from anomstream.brokers.base import BrokerError, wait_until_ready
 
 log = logging.getLogger(__name__)
 

@@ -8,34 +8,37 @@ command prints exactly one JSON object on stdout; everything else goes to stderr
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
 from collections.abc import Sequence
 
-from stream import console, settings
-from stream.errors import AnomstreamError
+from anomstream import config, console
+from anomstream.errors import AnomstreamError
 
 log = logging.getLogger("anomstream")
 
+# Each room registers its own subcommands. They are named here, not imported at the top, so that
+# this dispatcher sits below every room it serves: `anomstream worker` never imports the bench.
+COMMANDS = (
+    "anomstream.models.commands",  # train, evaluate
+    "anomstream.stream.commands",  # worker
+    "anomstream.replay.commands",  # replay, validate, broker, demo
+    "anomstream.benchmarks.command",  # bench
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
-    from benchmarks import command as bench_commands
-    from models import commands as model_commands
-    from replay import commands as replay_commands
-    from stream import commands as stream_commands
-
     parser = argparse.ArgumentParser(
         prog="anomstream",
         description="Streaming anomaly detection for telemetry windows with a Keras autoencoder over Kafka.",
     )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="stderr log level")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    model_commands.register(commands)
-    stream_commands.register(commands)
-    replay_commands.register(commands)
-    bench_commands.register(commands)
-    settings.apply_env_defaults(parser)
+    for name in COMMANDS:
+        importlib.import_module(name).register(commands)
+    config.apply_env_defaults(parser)
     return parser
 
 

@@ -25,7 +25,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 
-from stream.brokers import BrokerError, ProcessBroker, free_port
+from anomstream.brokers.base import BrokerError, free_port
+from anomstream.brokers.process import ProcessBroker
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,9 @@ control characters.
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,13 +25,29 @@ log = logging.getLogger("anomstream")
 Advance = Callable[..., None]
 
 
+class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is when a record is emitted, never to a stream that was closed since
+    (a test runner, or a caller of `cli.main`, swaps it), as `logging.lastResort` does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property  # type: ignore[override]
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
 def setup_logging(level: str = "INFO") -> None:
     """Route every logger to stderr: rich on a terminal, plain timestamped lines otherwise."""
     if stderr.is_terminal:
         handler: logging.Handler = RichHandler(console=stderr, show_path=False, rich_tracebacks=False)
         handler.setFormatter(logging.Formatter("%(message)s"))
     else:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _CurrentStderr()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
@@ -74,3 +92,28 @@ def progress(description: str, total: int, unit: str = "") -> Iterator[Advance]:
 
 def _format(fields: dict[str, object]) -> str:
     return " ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}" for key, value in fields.items())
+
+
+@contextmanager
+def native_stderr_to_debug(logger: logging.Logger) -> Iterator[None]:
+    """What C code writes to file descriptor 2 meanwhile goes to `logger` at DEBUG, not to the terminal.
+
+    For native libraries that print on their own while they load (TensorFlow's CUDA probes, LiteRT's
+    "Created TensorFlow Lite XNNPACK delegate"): no setting of theirs reaches those lines. Caught in a
+    temporary file, not by a thread reading a pipe: logging writes to stderr too, and a reader that
+    logs would feed its own pipe. Anything else written to stderr meanwhile is logged at DEBUG as well.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            for line in sink.read().decode(errors="replace").splitlines():
+                if line.strip():
+                    logger.debug("%s", line)

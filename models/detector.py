@@ -1,0 +1,124 @@
+"""The Python API: an artifact loaded once, scoring windows exactly as the worker does.
+
+    import anomstream
+    detector = anomstream.load("artifacts/ecg-dense")
+    result = detector.score(windows)        # (n, length) or (n, channels, length)
+    result.errors, result.anomalous
+
+`Detector.score` is the one scoring path: the worker calls it on every
+micro-batch and `anomstream evaluate` on the data set, so the same artifact and
+windows give the same errors and verdicts from all three.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from anomstream.errors import WindowError
+
+if TYPE_CHECKING:
+    from anomstream.models.artifact import Metadata
+    from anomstream.models.scorer import Scorer
+
+_NUMERIC_KINDS = "biuf"  # bool, integers, floats: each casts to float32 keeping its meaning; others are tried
+
+
+@dataclass(frozen=True)
+class Scores:
+    """The verdicts on a batch of windows, in their order."""
+
+    errors: np.ndarray  # float32: each window's mean absolute reconstruction error
+    anomalous: np.ndarray  # bool: error > threshold
+    threshold: float
+
+    def __len__(self) -> int:
+        return len(self.errors)
+
+
+class Detector:
+    """A model artifact on one runtime, with its normalisation and threshold."""
+
+    def __init__(self, path: Path, metadata: Metadata, scorer: Scorer, runtime: str) -> None:
+        self.path = path
+        self.metadata = metadata
+        self.runtime = runtime
+        self._scorer = scorer
+
+    @property
+    def threshold(self) -> float:
+        return float(self.metadata.threshold.value)
+
+    @property
+    def window_length(self) -> int:
+        return int(self.metadata.window_length)
+
+    @property
+    def window_shape(self) -> tuple[int, int]:
+        """(channels, length) of one window."""
+        return (1, self.window_length)
+
+    @property
+    def model_ref(self) -> dict[str, str]:
+        """What every verdict names the model by."""
+        return {"name": self.metadata.name, "version": self.metadata.version, "sha256": self.metadata.model_file.sha256}
+
+    def score(self, windows: Any) -> Scores:
+        """Errors and verdicts of raw (unnormalised) windows, one per row."""
+        values = self.check(windows)
+        if not len(values):
+            return Scores(np.empty(0, np.float32), np.empty(0, bool), self.threshold)
+        errors = self._scorer.errors(values)
+        return Scores(errors, self._scorer.is_anomaly(errors), self.threshold)
+
+    def reconstruct(self, windows: Any) -> np.ndarray:
+        """Reconstructions in the normalised scale (for plots), with the inputs scaled alike by `normalise`."""
+        return self._scorer.reconstruct(self.check(windows))
+
+    def normalise(self, windows: Any) -> np.ndarray:
+        return self._scorer.normalisation.apply(self.check(windows))
+
+    def check(self, windows: Any) -> np.ndarray:
+        """Windows as a float32 (n, length) matrix, or one sentence saying what is wrong with them."""
+        try:
+            values = np.asarray(windows)
+        except ValueError as exc:  # ragged nested lists
+            raise WindowError(f"windows are not a rectangular array ({exc}): give one window of {self.window_length} samples per row.") from None
+        if values.dtype.kind == "c":  # it would cast, with a warning, by dropping the imaginary part
+            raise WindowError(f"windows of dtype {values.dtype} are not real numbers.")
+        if values.dtype.kind not in _NUMERIC_KINDS:
+            try:
+                values = values.astype(np.float32)
+            except (TypeError, ValueError):
+                raise WindowError(f"windows of dtype {values.dtype} cannot be read as float32 samples: give numbers.") from None
+        channels, length = self.window_shape
+        if values.ndim == 3 and values.shape[1:] == (channels, length):
+            values = values.reshape(len(values), length)
+        if values.ndim != 2 or values.shape[1] != length:
+            hint = " (one window? pass windows[None])" if values.ndim == 1 else ""
+            raise WindowError(
+                f"windows have shape {values.shape}; this model takes (n, {length}) or (n, {channels}, {length}){hint}."
+            )
+        values = values.astype(np.float32, copy=False)
+        finite = np.isfinite(values).all(axis=1)
+        if not finite.all():
+            bad = np.flatnonzero(~finite)
+            raise WindowError(
+                f"{bad.size} of {len(values)} windows hold NaN or infinite samples (first: row {bad[0]}): every sample must be finite."
+            )
+        return values
+
+
+def load(path: str | os.PathLike[str], runtime: str = "auto", threads: int = 1) -> Detector:
+    """Load an artifact directory; `runtime` is tensorflow, litert, or auto (LiteRT when the artifact
+    has model.tflite and ai-edge-litert is installed, else TensorFlow)."""
+    from anomstream.models import artifact, runtimes
+
+    path = Path(path)
+    chosen = runtimes.resolve(runtime, has_litert=artifact.read_metadata(path).litert_file is not None)
+    metadata, scorer = artifact.scorer(path, chosen, threads)
+    return Detector(path, metadata, scorer, chosen)
