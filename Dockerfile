@@ -72,6 +72,9 @@ FROM build AS model
 # (.dockerignore lets those three files of artifacts/*/ through). Default: none, mount /models instead.
 ARG MODEL_DIR=""
 ARG RUNTIME
+# Not /src: there `python -c` would import the source folder anomstream/ (the package root alone) instead of the
+# installed package.
+WORKDIR /
 COPY . /context
 RUN mkdir -p /models \
  && if [ -n "$MODEL_DIR" ]; then \

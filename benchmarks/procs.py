@@ -118,7 +118,7 @@ class WorkerProcess:
 
     def __init__(
         self, command: list[str], log: Path, port: int | None = None, *,
-        env: Mapping[str, str] | None = None, stdout: Path | None = None,
+        env: Mapping[str, str] | None = None, stdout: Path | None = None, cwd: Path | None = None,
     ) -> None:  # fmt: skip
         """Start `command` with its stderr appended to `log`. `stdout`: None discards it; `log` itself interleaves it.
 
@@ -130,10 +130,10 @@ class WorkerProcess:
         with log.open("ab") as stderr:  # the child keeps its own copies of the descriptors
             if stdout is None or stdout == log:
                 out = subprocess.DEVNULL if stdout is None else stderr
-                self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=stderr, env=env)
+                self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=stderr, env=env, cwd=cwd)
             else:
                 with stdout.open("ab") as out_file:
-                    self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out_file, stderr=stderr, env=env)
+                    self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out_file, stderr=stderr, env=env, cwd=cwd)
         self._temporary_log = False
 
     @classmethod
