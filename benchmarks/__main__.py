@@ -1,4 +1,4 @@
-"""`python -m benchmarks [flags]`: the same as `anomstream bench [flags]` (one CLI, one set of env vars and exit codes)."""
+"""`python -m anomstream.benchmarks [flags]`: the same as `anomstream bench [flags]` (one CLI, one set of env vars and exit codes)."""
 
 from __future__ import annotations
 

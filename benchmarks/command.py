@@ -1,6 +1,6 @@
 """`anomstream bench`: throughput, latency, memory, start-up and scale-out against baselines, in one run.
 
-Registered in `stream/cli.py` like the other command groups; `python -m benchmarks`
+Registered in `stream/cli.py` like the other command groups; `python -m anomstream.benchmarks`
 runs the same command without the rest of the CLI.
 """
 
@@ -107,7 +107,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
 
 def _command_line() -> str:
     words = sys.argv[1:]
-    if "bench" not in words:  # python -m benchmarks: the subcommand is implied
+    if "bench" not in words:  # python -m anomstream.benchmarks: the subcommand is implied
         words = ["bench", *words]
     return " ".join(shlex.quote(word) for word in ["anomstream", *words])
 

@@ -1,7 +1,7 @@
 """The latency phase: how long a window takes from `produce()` to a verdict a reader can see, at a fixed rate.
 
-The worker runs as a process (`python -m stream worker`), a load generator process
-(`python -m benchmarks.loadgen`) offers a fixed rate, and a read_committed reader here
+The worker runs as a process (`python -m anomstream worker`), a load generator process
+(`python -m anomstream.benchmarks.loadgen`) offers a fixed rate, and a read_committed reader here
 takes the verdicts; latency is reader arrival (wall clock) minus the `ts` set just
 before `produce()`. The verdict's Kafka timestamp (when the worker produced it, before
 any commit) minus `ts` is reported beside it.

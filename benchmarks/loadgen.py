@@ -1,6 +1,6 @@
 """A fixed-rate JSON/f32 producer for the latency phase, run as its own process.
 
-    python -m benchmarks.loadgen --bootstrap-servers HOST:PORT --topic T --rate 10000 --seconds 10 --windows W.npz [--format json]
+    python -m anomstream.benchmarks.loadgen --bootstrap-servers HOST:PORT --topic T --rate 10000 --seconds 10 --windows W.npz [--format json]
 
 Each message carries `ts = time.time()` taken just before `produce()`, as `replay`
 does, so verdict time minus `ts` is the end-to-end latency (the producer's own

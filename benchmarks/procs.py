@@ -1,4 +1,4 @@
-"""Worker processes (`python -m stream worker`), their memory and readiness, and the machine.
+"""Worker processes (`python -m anomstream worker`), their memory and readiness, and the machine.
 
 Memory comes from `/proc/<pid>/status`: `VmRSS` (resident now) and `VmHWM` (the
 peak resident size the kernel recorded). CPU time from `/proc/<pid>/stat`
@@ -26,7 +26,6 @@ from typing import Any, Self
 from anomstream.brokers import free_port
 
 log = logging.getLogger("anomstream.bench")
-
 
 
 def loadavg() -> list[float]:
@@ -111,7 +110,7 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float) -> int:
 
 
 class WorkerProcess:
-    """A worker process (`python -m stream worker ...`): its log, /readyz and /metrics, and a stop that never leaves
+    """A worker process (`python -m anomstream worker ...`): its log, /readyz and /metrics, and a stop that never leaves
     it running. The bench's phases use it, and so do the tests that need the worker as a process
     (tests/worker_process.py adds their assertions). Started on construction; a context manager that stops it.
     """
@@ -138,7 +137,7 @@ class WorkerProcess:
 
     @classmethod
     def with_flags(cls, flags: list[str]) -> WorkerProcess:
-        """`python -m stream worker FLAGS` with its metrics on 127.0.0.1 and a free port, its output in a temporary
+        """`python -m anomstream worker FLAGS` with its metrics on 127.0.0.1 and a free port, its output in a temporary
         file that :meth:`cleanup` removes (the bench's workers)."""
         port = free_port()
         handle, name = tempfile.mkstemp(prefix="bench-worker-", suffix=".log")

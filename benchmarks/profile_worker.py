@@ -1,9 +1,9 @@
 """Profile one worker process while it drains a backlog, with py-spy (a sampling profiler).
 
     pip install py-spy      # not a project dependency: a profiling tool
-    python -m benchmarks.profile_worker --format json --delivery exactly-once --windows 100000 --out reports/profile
+    python -m anomstream.benchmarks.profile_worker --format json --delivery exactly-once --windows 100000 --out reports/profile
 
-The backlog is produced inside one open transaction, the worker (`python -m stream
+The backlog is produced inside one open transaction, the worker (`python -m anomstream
 worker`, unchanged) starts and gets ready, the transaction is committed and py-spy
 attaches; it is stopped when the worker's `windows_consumed_total` reaches the backlog:
 the profile holds the busy drain, and neither the start-up nor idle waits. The worker's
@@ -120,7 +120,7 @@ def summarise(raw: Path, top: int = 15) -> dict[str, Any]:
 
 
 def _is_main(thread: str, frames: list[str]) -> bool:
-    """The worker's poll loop runs on the main thread (`python -m stream worker`)."""
+    """The worker's poll loop runs on the main thread (`python -m anomstream worker`)."""
     if "MainThread" in thread:
         return True
     return thread == "?" and any("Worker.run (" in f for f in frames)

@@ -1,6 +1,6 @@
 """Markdown tables from an `anomstream bench --json` result (for BENCHMARKS.md).
 
-    python -m benchmarks.report bench.json [more.json ...] > tables.md
+    python -m anomstream.benchmarks.report bench.json [more.json ...] > tables.md
 """
 
 from __future__ import annotations
@@ -48,13 +48,16 @@ def markdown(result: dict[str, Any]) -> str:
                        f"{_n(row.get('windows_per_s_10_90'))} | {vs_pass} | {vs_naive} | {_load(row)} |")  # fmt: skip
         stages = [(key, r["repeats"][0].get("stage_ms_per_batch")) for key, r in rows.items() if key[0] != "passthrough"]
         if any(s for _, s in stages):
-            out.append("\nWorker stages, mean ms per batch of 512 (the worker's own `batch_duration_seconds`, first repetition; "
-                       "`produce` includes the transaction commit or the flush):\n")  # fmt: skip
-            out.append("| variant | input | delivery | poll | decode | score | produce |")
-            out.append("| --- | --- | --- | ---: | ---: | ---: | ---: |")
+            out.append("\nWorker stages, mean ms (the worker's own `batch_duration_seconds`, first repetition): poll to score "
+                       "per batch of 512; `produce` hands a batch's records to librdkafka; `commit` is per commit, not per "
+                       "batch (one every `--commit-interval-ms`: exactly-once, the transaction commit; at-least-once, "
+                       "storing the offsets whose delivery reports came back):\n")  # fmt: skip
+            out.append("| variant | input | delivery | poll | decode | score | produce | commit |")
+            out.append("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
             for (variant, fmt, mode), stage in stages:
                 if stage:
-                    out.append(f"| {variant} | {fmt} | {mode} | " + " | ".join(_n(stage.get(k), 1) for k in ("poll", "decode", "score", "produce")) + " |")
+                    cells = " | ".join(_n(stage.get(k), 1) if stage.get(k) is not None else "" for k in ("poll", "decode", "score", "produce", "commit"))
+                    out.append(f"| {variant} | {fmt} | {mode} | {cells} |")
     if "naive" in result:
         n = result["naive"]
         out.append(f"\nNaive baseline (one `model.predict` per message): {_n(n['windows_per_s'], 2)} windows/s over "

@@ -1,6 +1,6 @@
 """Lighter inference runtimes than TensorFlow: start-up, memory, speed and agreement, measured.
 
-    python -m benchmarks.runtimes --rt-python /path/to/venv/bin/python [--model DIR] [--out FILE]
+    python -m anomstream.benchmarks.runtimes --rt-python /path/to/venv/bin/python [--model DIR] [--out FILE]
 
 TensorFlow's import is most of the worker's start-up (~6 s) and resident memory (~660 MiB).
 This exports the demo's dense model once (TensorFlow is needed for that, as at training

@@ -65,7 +65,7 @@ def run(bench: Bench) -> None:
         "clock": "first message handed over by the worker's consumer -> group's committed offsets at the end "
         "(polled every 20 ms); median of the repeats. windows_per_s_10_90 is the rate between 10% and 90% "
         "committed: the steady state, without the join and the tail (a last, partial batch waits up to "
-        "stream.batcher.IDLE_POLL_S = 0.5 s for more messages before it is processed)",
+        "anomstream.stream.batcher.IDLE_POLL_S = 0.5 s for more messages before it is processed)",
         "commit_interval_ms": "the worker's --commit-interval-ms default (100) in both modes",
         "runs": rows,
     }

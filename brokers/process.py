@@ -84,19 +84,18 @@ class ProcessBroker:
         """Start the broker and wait until it serves metadata and transactions."""
         if self.running:
             return self
-        started = time.monotonic()
-        self._prepare()
-        self._launch()
-        log.info("%s ready on %s in %.1f s", self.title, self.bootstrap_servers, time.monotonic() - started)
-        return self
+        return self._boot("ready")
 
     def restart(self) -> ProcessBroker:
         """Stop gracefully and start again on the same ports and data (a rolling-restart stand-in)."""
         self._terminate()
+        return self._boot("restarted")
+
+    def _boot(self, done: str) -> ProcessBroker:
         started = time.monotonic()
         self._prepare()
         self._launch()
-        log.info("%s restarted on %s in %.1f s", self.title, self.bootstrap_servers, time.monotonic() - started)
+        log.info("%s %s on %s in %.1f s", self.title, done, self.bootstrap_servers, time.monotonic() - started)
         return self
 
     def kill(self) -> None:

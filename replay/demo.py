@@ -10,8 +10,10 @@ failure anywhere still stops the worker and the broker.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -126,15 +128,24 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
         if validation.evaluation is not None:
             report.write_validation(args.report, {"scores_topic": topics["scores"], **validation.summary}, validation)
         if args.keep_running:
+            # The summary goes out now, while everything keeps serving: with --json it is the one object on stdout.
+            _print_summary(summary, args.json)
             log.info("serving: metrics on %s/metrics, broker %s; Ctrl-C stops", worker.url, bootstrap)
-            render(summary)
             try:
                 stop.wait()
             except KeyboardInterrupt:
                 pass
     if not validation.healthy:
         args.exit_code = 1
-    return summary
+    return None if args.keep_running else summary
+
+
+def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(summary) + "\n")
+        sys.stdout.flush()
+    else:
+        render(summary)
 
 
 def _embedded_broker(stack: ExitStack) -> str:

@@ -1,4 +1,4 @@
-"""`python -m stream worker` as a real process, for the tests that need one (crashes, signals, restarts,
+"""`python -m anomstream worker` as a real process, for the tests that need one (crashes, signals, restarts,
 the deployment's environment): its command line, and waits that fail with the worker's log. The process
 itself (start, /readyz, /metrics, a stop that never leaves a wedged worker behind) is the bench's
 `benchmarks.procs.WorkerProcess`.

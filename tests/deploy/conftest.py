@@ -135,7 +135,7 @@ def worker_delivery() -> str:
 def worker_process(
     kafka_bootstrap: str, tiny_artifact: Path, worker_topics: dict[str, str], worker_delivery: str, tmp_path: Path
 ) -> Iterator[WorkerProcess]:
-    """`python -m stream worker` with no flag at all: every setting from ANOMSTREAM_* variables, as in
+    """`python -m anomstream worker` with no flag at all: every setting from ANOMSTREAM_* variables, as in
     the container. Its own process, so its counters start at zero. Ready (/readyz 200) when yielded."""
     from anomstream.brokers import free_port
 

@@ -46,8 +46,6 @@ def sample_names(families: dict[str, tuple[str, list[Any]]]) -> dict[str, str]:
     return {re.sub(r"_(bucket|sum|count)$", "", s.name) if kind == "histogram" else s.name: kind for kind, samples in families.values() for s in samples}
 
 
-
-
 def wait_for(check: Callable[[], tuple[bool, str]], timeout: float, what: str, log: Any) -> None:
     deadline = time.monotonic() + timeout
     while True:

@@ -121,3 +121,18 @@ def test_the_api_gives_evaluates_errors_window_for_window(ecg_artifact: Path, ec
     assert [offline[row][1] for row in test.rows.tolist()] == result.anomalous.tolist()
     assert summary["test"]["windows"] == len(test) == 1000
     assert summary["test"]["confusion"]["normal_as_anomaly"] + summary["test"]["confusion"]["anomaly_as_anomaly"] == int(result.anomalous.sum())
+
+
+def test_the_readmes_example_runs_as_written(tiny_artifact: Path, tmp_path: Path) -> None:
+    """README.md, "Python API": the example, with the artifact path pointed at a real one, in a fresh interpreter."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Python API", 1)[1].split("\n## ", 1)[0]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert '"artifacts/ecg-dense"' in code
+    script = tmp_path / "example.py"
+    script.write_text(code.replace('"artifacts/ecg-dense"', repr(str(tiny_artifact))))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    errors, anomalous, facts = done.stdout.strip().splitlines()
+    assert errors.startswith("[") and anomalous.startswith("[") and len(anomalous.strip("[]").split()) == 4
+    assert facts.split()[1:3] == ["32", "(1,"] and facts.split()[-1] == artifact.read_metadata(tiny_artifact).version

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -60,27 +61,29 @@ def test_broker_command_serves_kafka_until_interrupted():
 
 
 def test_demo_keep_running_stops_the_broker_and_worker_on_ctrl_c(tmp_path, ecg_artifact):
-    process = subprocess.Popen(
-        [sys.executable, "-m", "anomstream", "demo", "--model", str(ecg_artifact), "--report", str(tmp_path / "r"), "--keep-running"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ},
-    )
-    lines: list[str] = []
+    """With --json the summary is the one object on stdout, printed once serving starts; Ctrl-C then ends it all, exit 0."""
+    stderr = tmp_path / "stderr.log"
+    with stderr.open("w") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "anomstream", "demo", "--model", str(ecg_artifact), "--report", str(tmp_path / "r"), "--keep-running", "--json"],
+            stdout=subprocess.PIPE, stderr=sink, text=True, env={**os.environ},
+        )  # fmt: skip
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if "Ctrl-C stops" in line:
-                break
-        output = "".join(lines)
-        assert "Ctrl-C stops" in output, output[-3000:]
-        broker_port = int(output.split("embedded broker (Tansu) on 127.0.0.1:")[1].split()[0])
+        line = process.stdout.readline()  # blocks until the summary is out (or the demo died)
+        summary = json.loads(line)
+        assert summary["healthy"] is True and summary["scored"] == 1000
+        deadline = time.monotonic() + 60
+        while "Ctrl-C stops" not in stderr.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        log = stderr.read_text()
+        assert "Ctrl-C stops" in log, log[-3000:]
+        broker_port = int(log.split("embedded broker (Tansu) on 127.0.0.1:")[1].split()[0])
         assert port_open(broker_port)
         process.send_signal(signal.SIGINT)
-        process.wait(60)
+        rest, _ = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
+    assert process.returncode == 0, stderr.read_text()[-3000:]
+    assert rest == "", "nothing but the one JSON object on stdout"
     assert not port_open(broker_port), "Tansu outlived the demo"
