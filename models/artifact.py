@@ -1,30 +1,45 @@
 """Model artifacts: a directory with `model.keras`, `model.tflite` and a strict, versioned `model.json`.
 
-`model.json` is written last and atomically, and records the sha256 of both
-model files: a reader (the worker's hot reload too) either sees a complete
-artifact or a clear `ArtifactError` naming the path and the problem.
+`model.json` is written last and atomically, records the sha256 of both model
+files, and carries a digest of its own content: a reader (the worker's hot
+reload too) either sees a complete, unaltered artifact or a clear
+`ArtifactError` naming the path and the problem. Its values are checked as well
+as its shape: a threshold is finite and positive, normalisation constants are
+finite with minimum < maximum, and a model file is a name inside the directory.
+
+A new artifact is written beside the one it replaces: both model files under
+staging names first, then checked (LiteRT's errors against TensorFlow's on the
+windows the model was fitted on), then renamed into place, and `model.json`
+last. A conversion or check that fails leaves the serving artifact as it was.
 
 `model.tflite` is the same model converted for LiteRT at training time
-(`--runtime litert`). Schema version 2 added it; version 1 artifacts, which lack
-it, still load on TensorFlow.
+(`--runtime litert`). Schema version 2 added it; version 3 added the value
+checks and the digest. Versions 1 and 2 still load (1 on TensorFlow only).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from anomstream.errors import ArtifactError
 from anomstream.models.evaluate import Evaluation
 
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+log = logging.getLogger("anomstream.models")
+
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
+# LiteRT's errors may differ from TensorFlow's by float32 rounding (measured ~1e-7), never by more than this.
+RUNTIMES_AGREE_WITHIN = 1e-4
 MODEL_FILE = "model.keras"
 LITERT_FILE = "model.tflite"
 META_FILE = "model.json"
@@ -40,11 +55,27 @@ class ThresholdRecord(_Strict):
     value: float
     fitted_on: Literal["train-normal", "holdout-normal"]
 
+    @field_validator("value")
+    @classmethod
+    def _finite_and_positive(cls, value: float) -> float:
+        # A verdict's score is error / threshold, and a NaN threshold flags nothing: neither may reach a worker.
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"the threshold must be a finite number above 0, not {value}")
+        return value
+
 
 class NormalisationRecord(_Strict):
     method: Literal["global-min-max"] = "global-min-max"
     minimum: float
     maximum: float
+
+    @model_validator(mode="after")
+    def _a_finite_range(self) -> NormalisationRecord:
+        if not (math.isfinite(self.minimum) and math.isfinite(self.maximum)):
+            raise ValueError(f"minimum and maximum must be finite, not {self.minimum} and {self.maximum}")
+        if not self.minimum < self.maximum:
+            raise ValueError(f"minimum ({self.minimum}) must be below maximum ({self.maximum}): windows would scale to infinity")
+        return self
 
 
 class ArchitectureRecord(_Strict):
@@ -85,11 +116,18 @@ class ModelFileRecord(_Strict):
     sha256: str
     bytes: int
 
+    @field_validator("file")
+    @classmethod
+    def _a_name_in_the_directory(cls, file: str) -> str:
+        if not file or file in (".", "..") or "/" in file or "\\" in file or "\0" in file:
+            raise ValueError(f"{file!r} is not a file name inside the artifact directory")
+        return file
+
 
 class Metadata(_Strict):
     """Everything a worker or a reader of a report needs to know about one model."""
 
-    schema_version: Literal[1, 2] = SCHEMA_VERSION
+    schema_version: Literal[1, 2, 3] = SCHEMA_VERSION
     name: str
     version: str
     created_at: str
@@ -103,6 +141,7 @@ class Metadata(_Strict):
     split: SplitRecord
     training: TrainingRecord
     evaluation: Evaluation
+    digest: str | None = None  # schema 3 on: sha256 of this file's canonical content without this field (`content_digest`)
 
 
 def sha256_file(path: Path) -> str:
@@ -113,34 +152,86 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _file_record(path: Path) -> ModelFileRecord:
-    return ModelFileRecord(file=path.name, sha256=sha256_file(path), bytes=path.stat().st_size)
+def _file_record(path: Path, name: str) -> ModelFileRecord:
+    """The record of the file at `path`, under the `name` it will have in the artifact."""
+    return ModelFileRecord(file=name, sha256=sha256_file(path), bytes=path.stat().st_size)
 
 
-def save(directory: str | os.PathLike[str], model: Any, fields: dict[str, Any]) -> Metadata:
-    """Write both model files, then `model.json` (atomically); `fields` is everything but the file records and version."""
+def content_digest(raw: dict[str, Any]) -> str:
+    """sha256 of `model.json`'s content without its `digest`: canonical JSON, so it survives re-indenting."""
+    body = {key: value for key, value in raw.items() if key != "digest"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
+
+
+def sealed(raw: dict[str, Any]) -> dict[str, Any]:
+    """`raw` with the digest of its content: what `save` writes, and what a tool that rewrites model.json must write."""
+    return {**raw, "digest": content_digest(raw)}
+
+
+def save(
+    directory: str | os.PathLike[str], model: Any, fields: dict[str, Any], fitted: np.ndarray | None = None
+) -> Metadata:
+    """Write both model files beside the serving ones, check them, rename them into place, then `model.json`.
+
+    `fields` is everything but the file records, version and digest. `fitted`: scaled windows the model was
+    fitted on; LiteRT must reproduce TensorFlow's errors on them (`RUNTIMES_AGREE_WITHIN`) or nothing is replaced.
+    """
     from anomstream.models.runtimes import export_litert
 
     directory = Path(directory)
+    if directory.is_dir() and any(directory.iterdir()) and not (directory / META_FILE).exists():
+        raise ArtifactError(f"{directory} is a directory with files but no {META_FILE}: write the artifact to a new or empty directory.")
     directory.mkdir(parents=True, exist_ok=True)
-    model_path = directory / MODEL_FILE
-    partial = directory / (MODEL_FILE + ".partial.keras")
-    model.save(partial)
-    partial.replace(model_path)
-    export_litert(model, directory / LITERT_FILE)
-    model_file = _file_record(model_path)
-    created = datetime.now(timezone.utc)
-    metadata = Metadata(
-        version=f"{created:%Y%m%dT%H%M%SZ}-{model_file.sha256[:8]}",
-        created_at=created.isoformat(timespec="seconds"),
-        model_file=model_file,
-        litert_file=_file_record(directory / LITERT_FILE),
-        **fields,
-    )
+    staged = {name: directory / f".new.{name}" for name in (MODEL_FILE, LITERT_FILE)}  # hidden; Keras keeps its suffix
+    try:
+        model.save(staged[MODEL_FILE])
+        try:
+            export_litert(model, staged[LITERT_FILE])
+        except Exception as exc:  # TensorFlow's converter raises many types; each means the same here
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ArtifactError(f"{directory} was not replaced: the LiteRT conversion failed ({reason}); the serving artifact is unchanged.") from exc
+        if fitted is not None:
+            _check_runtimes_agree(model, staged[LITERT_FILE], fitted, directory)
+        created = datetime.now(timezone.utc)
+        model_file = _file_record(staged[MODEL_FILE], MODEL_FILE)
+        try:
+            metadata = Metadata(
+                version=f"{created:%Y%m%dT%H%M%SZ}-{model_file.sha256[:8]}",
+                created_at=created.isoformat(timespec="seconds"),
+                model_file=model_file,
+                litert_file=_file_record(staged[LITERT_FILE], LITERT_FILE),
+                **fields,
+            )
+        except ValidationError as exc:
+            raise ArtifactError(f"{directory} was not written: {_first_problem(exc)}.") from None
+        raw = sealed(metadata.model_dump(mode="json", exclude={"digest"}))
+        for name, path in staged.items():
+            path.replace(directory / name)
+    finally:
+        for path in staged.values():
+            path.unlink(missing_ok=True)
     meta_partial = directory / (META_FILE + ".partial")
-    meta_partial.write_text(metadata.model_dump_json(indent=2) + "\n")
+    meta_partial.write_text(json.dumps(raw, indent=2) + "\n")
     meta_partial.replace(directory / META_FILE)
-    return metadata
+    return Metadata.model_validate(raw)
+
+
+def _check_runtimes_agree(model: Any, litert_path: Path, fitted: np.ndarray, directory: Path) -> None:
+    from anomstream.models import runtimes
+
+    if not runtimes.litert_installed():
+        log.warning("%s not checked against TensorFlow: ai-edge-litert is not installed (pip install 'anomstream[litert]')", LITERT_FILE)
+        return
+    sample = np.asarray(fitted[:2048], dtype=np.float32)
+    keras_errors = runtimes.KerasRuntime(model).errors(sample)
+    litert_errors = runtimes.LiteRTRuntime(litert_path).errors(sample)
+    gap = float(np.max(np.abs(keras_errors - litert_errors))) if len(sample) else 0.0
+    if not gap <= RUNTIMES_AGREE_WITHIN:
+        raise ArtifactError(
+            f"{directory} was not replaced: the LiteRT conversion's errors differ from TensorFlow's by {gap:.3g} on the"
+            f" fitted windows (more than {RUNTIMES_AGREE_WITHIN:g}); the serving artifact is unchanged."
+        )
+    log.info("%s agrees with TensorFlow on %d fitted windows (largest difference %.2g)", LITERT_FILE, len(sample), gap)
 
 
 def read_metadata(directory: str | os.PathLike[str]) -> Metadata:
@@ -164,13 +255,34 @@ def read_metadata(directory: str | os.PathLike[str]) -> Metadata:
             f"{', '.join(map(str, READABLE_VERSIONS))}: retrain the model or use a matching anomstream release."
         )
     try:
-        return Metadata.model_validate(raw)
+        metadata = Metadata.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise ArtifactError(
-            f"{path} does not match the artifact schema ({exc.error_count()} problems; first: {where}: {first['msg']})."
-        ) from None
+        raise ArtifactError(f"{path} does not match the artifact schema ({exc.error_count()} problems; first: {_first_problem(exc)}).") from None
+    if version >= 3:
+        if not raw.get("digest"):
+            raise ArtifactError(f"{path} has no digest (schema_version {version} requires one): retrain the model.")
+        if raw["digest"] != content_digest(raw):
+            raise ArtifactError(
+                f"{path} was changed after it was written (its content does not match its digest): retrain the model,"
+                " or rewrite model.json with a tool that seals it (anomstream.models.artifact.sealed)."
+            )
+    return metadata
+
+
+def _first_problem(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return f"{where}: {first['msg']}"
+
+
+def verify(directory: str | os.PathLike[str]) -> Metadata:
+    """The checked metadata, and both model files present with the sha256 it records (no model is loaded)."""
+    directory = Path(directory)
+    metadata = read_metadata(directory)
+    for record in (metadata.model_file, metadata.litert_file):
+        if record is not None:
+            _checked(directory, record)
+    return metadata
 
 
 def _checked(directory: Path, record: ModelFileRecord) -> Path:

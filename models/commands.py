@@ -118,7 +118,7 @@ def train_and_save(dataset: data.Dataset, config: Any, out: Path) -> tuple[Any, 
     log.info("training %s on %s (%d windows, sha256 %s)", config.arch, dataset.path, len(dataset), dataset.sha256[:12])
     with console.progress("training", total=config.epochs, unit="epochs") as advance:
         result = train(dataset, config, on_epoch=lambda epoch, logs: advance(1, **logs))
-    metadata = artifact.save(out, result.model, result.metadata_fields)
+    metadata = artifact.save(out, result.model, result.metadata_fields, result.fitted)
     log.info("wrote %s (version %s)", out, metadata.version)
     return metadata, result
 

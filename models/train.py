@@ -59,6 +59,7 @@ class TrainResult:
     evaluation: Evaluation
     test_errors: np.ndarray
     metadata_fields: dict[str, Any]
+    fitted: np.ndarray  # the scaled windows the model was fitted on: `artifact.save` checks LiteRT against TensorFlow on them
 
 
 class _EpochProgress(keras.callbacks.Callback):
@@ -138,7 +139,7 @@ def train(dataset: Dataset, config: TrainConfig, on_epoch: EpochCallback | None 
         },
         "evaluation": result,
     }
-    return TrainResult(model, scorer, parts, result, test_errors, fields)
+    return TrainResult(model, scorer, parts, result, test_errors, fields, fit_windows)
 
 
 def _holdout(windows: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -10,8 +10,10 @@ failure anywhere still stops the worker and the broker.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
+import shutil
 import signal
 import sys
 import threading
@@ -55,21 +57,33 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def cached_model(dataset: data.Dataset) -> Path:
-    """The tutorial's model for this data, trained on first use and kept in the cache."""
+    """The demo's model for this data, trained on first use and kept in the cache.
+
+    Its cache key covers the data, every training setting and this anomstream's version, so a changed recipe or
+    release never reuses an old model; and a cached artifact is reused only if both model files still match the
+    sha256 its model.json records (a truncated model.keras once passed).
+    """
+    import dataclasses
+    from importlib.metadata import version
+
     from anomstream.errors import ArtifactError
     from anomstream.models import artifact
     from anomstream.models.commands import train_and_save
     from anomstream.models.train import TrainConfig
 
-    directory = data.cache_dir() / "models" / f"ecg-dense-{dataset.sha256[:12]}"
-    try:
-        if artifact.read_metadata(directory).litert_file is not None:
+    config = TrainConfig()
+    recipe = json.dumps([dataset.sha256, dataclasses.asdict(config), version("anomstream"), artifact.SCHEMA_VERSION], sort_keys=True)
+    key = hashlib.sha256(recipe.encode()).hexdigest()[:12]
+    directory = data.cache_dir() / "models" / f"ecg-{config.arch}-{key}"
+    if directory.exists():
+        try:
+            artifact.verify(directory)
             log.info("reusing the cached model %s", directory)
             return directory
-        log.info("the cached model %s predates model.tflite: training it afresh", directory)
-    except ArtifactError:
-        pass  # none yet, or a broken one: train afresh
-    train_and_save(dataset, TrainConfig(), directory)
+        except ArtifactError as exc:
+            log.warning("the cached model is unusable, training it afresh: %s", exc)
+            shutil.rmtree(directory)
+    train_and_save(dataset, config, directory)
     return directory
 
 

@@ -152,5 +152,5 @@ def ecg_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     result = train(data.load(data.resolve()), TrainConfig())
     out = tmp_path_factory.mktemp("ecg") / "ecg-dense"
-    artifact.save(out, result.model, result.metadata_fields)
+    artifact.save(out, result.model, result.metadata_fields, result.fitted)
     return out

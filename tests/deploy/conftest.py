@@ -115,7 +115,7 @@ def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = TrainConfig(epochs=30, batch_size=32, learning_rate=1e-2, threshold="percentile", threshold_params={"q": 99.0}, name="tiny-dense")
     result = train(data.load(csv), config)
     out = tmp_path_factory.mktemp("artifacts") / "tiny"
-    artifact.save(out, result.model, result.metadata_fields)
+    artifact.save(out, result.model, result.metadata_fields, result.fitted)
     return out
 
 

@@ -49,7 +49,7 @@ def tiny_artifact(tmp_path_factory: pytest.TempPathFactory, synthetic_csv: Path)
 
     result = train(data.load(synthetic_csv), TrainConfig(epochs=30, batch_size=32, learning_rate=1e-2))
     out = tmp_path_factory.mktemp("artifacts") / "tiny"
-    artifact.save(out, result.model, result.metadata_fields)
+    artifact.save(out, result.model, result.metadata_fields, result.fitted)
     return out
 
 

@@ -16,10 +16,11 @@ def copy(tmp_path, tiny_artifact) -> Path:
     return target
 
 
-def edit_json(path: Path, change) -> None:
+def edit_json(path: Path, change, seal: bool = True) -> None:
+    """Change model.json as a writer would (sealed: its digest matches), or as a hand edit would (`seal=False`)."""
     meta = json.loads((path / artifact.META_FILE).read_text())
     change(meta)
-    (path / artifact.META_FILE).write_text(json.dumps(meta))
+    (path / artifact.META_FILE).write_text(json.dumps(artifact.sealed(meta) if seal else meta))
 
 
 def test_round_trip_scores_like_the_saved_model(tiny_artifact, synthetic_csv):
@@ -81,7 +82,7 @@ def test_missing_field_is_refused(copy):
 
 def test_newer_schema_version_is_refused(copy):
     edit_json(copy, lambda meta: meta.update(schema_version=99))
-    with pytest.raises(ArtifactError, match="has schema_version 99; this anomstream reads versions 1, 2: retrain"):
+    with pytest.raises(ArtifactError, match="has schema_version 99; this anomstream reads versions 1, 2, 3: retrain"):
         artifact.load(copy)
 
 
@@ -183,3 +184,109 @@ def test_litert_round_trip_reproduces_the_recorded_evaluation(tiny_artifact, syn
     metadata, scorer = artifact.scorer(tiny_artifact, "litert")
     test = data.split(data.load(synthetic_csv), metadata.split.test_size, metadata.split.seed).test
     assert evaluate(scorer.errors(test.windows), test.labels, metadata.threshold.value) == metadata.evaluation
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda m: m["threshold"].update(value=0.0), "threshold.value: Value error, the threshold must be a finite number above 0, not 0.0"),
+        (lambda m: m["threshold"].update(value=-0.5), "threshold.value: Value error, the threshold must be a finite number above 0, not -0.5"),
+        (lambda m: m["threshold"].update(value=float("nan")), "threshold.value: Value error, the threshold must be a finite number above 0, not nan"),
+        (lambda m: m["threshold"].update(value=float("inf")), "threshold.value: Value error, the threshold must be a finite number above 0, not inf"),
+        (lambda m: m["normalisation"].update(minimum=float("nan")), "normalisation: Value error, minimum and maximum must be finite, not nan and"),
+        (lambda m: m["normalisation"].update(maximum=float("-inf")), "normalisation: Value error, minimum and maximum must be finite"),
+        (lambda m: m["normalisation"].update(maximum=m["normalisation"]["minimum"]), "normalisation: Value error, minimum (.*) must be below maximum"),
+        (lambda m: m["normalisation"].update(minimum=9.0, maximum=1.0), r"normalisation: Value error, minimum \(9.0\) must be below maximum \(1.0\)"),
+        (lambda m: m["model_file"].update(file="/etc/passwd"), "model_file.file: Value error, '/etc/passwd' is not a file name inside the artifact directory"),
+        (lambda m: m["model_file"].update(file=".."), "model_file.file: Value error, '..' is not a file name inside the artifact directory"),
+        (lambda m: m["litert_file"].update(file="../other/model.tflite"), "litert_file.file: Value error, '../other/model.tflite' is not a file name"),
+    ],
+    ids=["threshold-0", "threshold-negative", "threshold-nan", "threshold-inf", "min-nan", "max-inf", "min-equals-max",
+         "min-above-max", "absolute-file", "dotdot-file", "relative-escape"],
+)
+def test_values_that_would_break_a_worker_are_refused(copy, change, problem):
+    """Sealed but wrong (a buggy writer): a zero threshold made every batch raise, a NaN one flagged nothing."""
+    edit_json(copy, change)
+    with pytest.raises(ArtifactError, match=r"model.json does not match the artifact schema \(1 problems; first: " + problem):
+        artifact.read_metadata(copy)
+
+
+def test_a_hand_edit_of_model_json_is_refused(copy):
+    """The digest covers model.json itself, as the sha256 records cover the model files."""
+    edit_json(copy, lambda meta: meta["threshold"].update(value=0.9), seal=False)
+    with pytest.raises(ArtifactError, match=r"model.json was changed after it was written \(its content does not match its digest\)"):
+        artifact.read_metadata(copy)
+    edit_json(copy, lambda meta: None)  # re-sealed, as a tool that rewrites model.json does: accepted
+    assert artifact.read_metadata(copy).threshold.value == 0.9
+
+
+def test_the_digest_ignores_layout_but_not_content(copy):
+    raw = json.loads((copy / artifact.META_FILE).read_text())
+    (copy / artifact.META_FILE).write_text(json.dumps(raw, indent=None, sort_keys=True))  # re-indented, keys reordered
+    assert artifact.read_metadata(copy).digest == raw["digest"]
+    assert artifact.content_digest({**raw, "name": raw["name"] + "x"}) != raw["digest"]
+
+
+def test_a_schema_3_artifact_without_a_digest_is_refused(copy):
+    edit_json(copy, lambda meta: meta.pop("digest"), seal=False)
+    with pytest.raises(ArtifactError, match="has no digest \\(schema_version 3 requires one\\): retrain the model"):
+        artifact.read_metadata(copy)
+
+
+def test_verify_checks_the_model_files_without_loading_them(copy):
+    assert artifact.verify(copy).name == artifact.read_metadata(copy).name
+    (copy / artifact.MODEL_FILE).write_bytes((copy / artifact.MODEL_FILE).read_bytes()[:100])
+    artifact.read_metadata(copy)  # model.json alone says nothing about the files
+    with pytest.raises(ArtifactError, match="model.keras is corrupt or truncated"):
+        artifact.verify(copy)
+
+
+@pytest.fixture(scope="module")
+def retrained(synthetic_csv):
+    """A second, quickly trained model for the same data: what `anomstream train --out` on an existing artifact writes."""
+    from anomstream.models import data
+    from anomstream.models.train import TrainConfig, train
+
+    return train(data.load(synthetic_csv), TrainConfig(epochs=2, batch_size=32))
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+def test_a_failed_conversion_leaves_the_serving_artifact_as_it_was(copy, retrained):
+    """A model TensorFlow's converter cannot take (a NumPy function inside): before, model.keras was already replaced."""
+    from anomstream.models.backend import keras, tf
+
+    inputs = keras.Input((32,))
+    outputs = keras.layers.Lambda(lambda x: tf.numpy_function(lambda a: a, [x], tf.float32), output_shape=(32,))(inputs)
+    unconvertible = keras.Model(inputs, outputs)
+    before = snapshot(copy)
+    with pytest.raises(ArtifactError, match=r"was not replaced: the LiteRT conversion failed \(.*\); the serving artifact is unchanged\.$"):
+        artifact.save(copy, unconvertible, retrained.metadata_fields, retrained.fitted)
+    assert snapshot(copy) == before  # nothing replaced, nothing staged left behind
+    artifact.scorer(copy, "tensorflow")
+    artifact.scorer(copy, "litert")
+
+
+def test_runtimes_that_disagree_on_the_fitted_windows_replace_nothing(copy, retrained, monkeypatch):
+    """The check runs both real runtimes on the windows the model was fitted on; here no gap is small enough."""
+    before = snapshot(copy)
+    monkeypatch.setattr(artifact, "RUNTIMES_AGREE_WITHIN", -1.0)
+    with pytest.raises(ArtifactError, match=r"LiteRT conversion's errors differ from TensorFlow's by .* on the fitted windows"):
+        artifact.save(copy, retrained.model, retrained.metadata_fields, retrained.fitted)
+    assert snapshot(copy) == before
+
+
+def test_retraining_into_an_artifact_replaces_it_whole(copy, retrained):
+    old = artifact.read_metadata(copy)
+    new = artifact.save(copy, retrained.model, retrained.metadata_fields, retrained.fitted)
+    assert new.version != old.version and artifact.verify(copy) == new
+    assert sorted(p.name for p in copy.iterdir()) == [artifact.META_FILE, artifact.MODEL_FILE, artifact.LITERT_FILE]
+
+
+def test_a_directory_that_is_not_an_artifact_is_not_written_into(tmp_path, retrained):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ArtifactError, match="is a directory with files but no model.json: write the artifact to a new or empty directory"):
+        artifact.save(tmp_path, retrained.model, retrained.metadata_fields, retrained.fitted)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

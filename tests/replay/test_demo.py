@@ -1,4 +1,4 @@
-"""`anomstream demo --json`, end to end on the embedded broker (Tansu), as `make demo` runs it."""
+"""`anomstream demo --json`, end to end on the embedded broker (Tansu), as `make demo` runs it; and its cached model."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.integration
 
-
+@pytest.mark.integration
 def test_demo_trains_serves_replays_and_validates(tmp_path):
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}  # no cached model: it must train one
     done = subprocess.run(
@@ -46,3 +45,51 @@ def test_demo_trains_serves_replays_and_validates(tmp_path):
     assert 0 < summary["worker_busy_seconds"] < summary["end_to_end_seconds"]
     assert summary["worker_windows_per_s"] == round(1000 / summary["worker_busy_seconds"])
     assert "throughput" not in summary
+
+
+@pytest.fixture
+def small_dataset(tmp_path, monkeypatch):
+    """A small labelled file (the demo's recipe trains on it in seconds) and an empty cache."""
+    import numpy as np
+
+    from anomstream.models import data
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    t = np.linspace(0, 2 * np.pi, 24)
+    windows = np.vstack([np.sin(t) + 0.05 * rng.standard_normal((160, 24)), np.cos(t) + 0.05 * rng.standard_normal((40, 24))])
+    labels = np.r_[np.ones(160), np.zeros(40)]
+    path = tmp_path / "small.csv"
+    path.write_text("\n".join(",".join(f"{v:.6g}" for v in row) for row in np.column_stack([windows, labels])) + "\n")
+    return data.load(path)
+
+
+def test_the_cached_model_is_reused_only_while_its_files_are_intact(small_dataset):
+    from anomstream.models import artifact
+    from anomstream.replay.demo import cached_model
+
+    first = cached_model(small_dataset)
+    version = artifact.read_metadata(first).version
+    assert cached_model(small_dataset) == first and artifact.read_metadata(first).version == version  # reused, not retrained
+    model = first / artifact.MODEL_FILE
+    model.write_bytes(model.read_bytes()[:2000])  # truncated: model.json alone still reads fine
+    again = cached_model(small_dataset)
+    assert again == first and artifact.read_metadata(again).version != version
+    artifact.verify(again)
+
+
+def test_the_cache_key_follows_the_recipe_and_the_release(small_dataset, monkeypatch):
+    import dataclasses
+    import importlib.metadata
+
+    from anomstream.models import train
+    from anomstream.replay.demo import cached_model
+
+    first = cached_model(small_dataset)
+    with monkeypatch.context() as patched:
+        patched.setattr(importlib.metadata, "version", lambda name: "99.0.0")
+        assert cached_model(small_dataset) != first  # another release trains its own
+    assert cached_model(small_dataset) == first
+    defaults = dataclasses.replace(train.TrainConfig(), epochs=3)
+    monkeypatch.setattr(train, "TrainConfig", lambda: defaults)  # the demo's recipe changed in code
+    assert cached_model(small_dataset) != first

@@ -178,7 +178,7 @@ def test_hot_reload_switches_model_and_a_corrupt_artifact_keeps_the_old(ecg_arti
     meta = json.loads((live_dir / "model.json").read_text())
     meta["version"] = "reloaded-1"
     meta["threshold"]["value"] = 0.5
-    (live_dir / "model.json.partial").write_text(json.dumps(meta))
+    (live_dir / "model.json.partial").write_text(json.dumps(artifact.sealed(meta)))
     (live_dir / "model.json.partial").replace(live_dir / "model.json")
     old_model = weakref.ref(worker.worker.model.current)
     assert _eventually(lambda: worker.worker.model.current.metadata.version == "reloaded-1")
@@ -194,7 +194,7 @@ def test_hot_reload_switches_model_and_a_corrupt_artifact_keeps_the_old(ecg_arti
     failed_before = metric(get(worker.url + "/metrics")[1], failed)
     (live_dir / (artifact.MODEL_FILE if runtime == "tensorflow" else artifact.LITERT_FILE)).write_bytes(b"garbage")
     meta["version"] = "broken-2"
-    (live_dir / "model.json").write_text(json.dumps(meta))
+    (live_dir / "model.json").write_text(json.dumps(artifact.sealed(meta)))
     assert _eventually(lambda: metric(get(worker.url + "/metrics")[1], failed) > failed_before)
     assert worker.worker.model.current.metadata.version == "reloaded-1"
     send(topics["input"], windows_as_json(ecg_split, np.arange(10, 12)))
