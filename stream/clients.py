@@ -94,7 +94,7 @@ def producer_config(settings: WorkerSettings, errors: ErrorWatch) -> dict[str, A
     }
     if settings.exactly_once:
         config["transactional.id"] = settings.transactional_id
-        config.setdefault("transaction.timeout.ms", 60000)
+        config["transaction.timeout.ms"] = settings.transaction_timeout_ms
     return config
 
 

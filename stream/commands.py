@@ -44,6 +44,13 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="how often to commit: the length of one exactly-once transaction, or the at-least-once offset commit"
         " interval; shorter cuts latency and redone work after a crash, longer raises throughput (default: 100)",
     )
+    worker.add_argument(
+        "--transaction-timeout-ms",
+        type=int,
+        default=60_000,
+        help="exactly-once: how long the broker keeps a dead worker's open transaction before aborting it (it blocks"
+        " read_committed readers of the outputs meanwhile); at most the broker's transaction.max.timeout.ms (default: 60000)",
+    )
     worker.add_argument("--metrics-host", default="0.0.0.0", help="address of the /metrics, /healthz, /readyz server (default: 0.0.0.0)")
     worker.add_argument("--metrics-port", type=int, default=9100, help="port of that server; 0 picks a free one (default: 9100)")
     worker.add_argument("--reload-interval-s", type=float, default=5.0, help="how often to look for a new artifact; 0: only on SIGHUP (default: 5)")

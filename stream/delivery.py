@@ -211,7 +211,9 @@ class ExactlyOnce(Generic[T]):
             except KafkaException as exc:
                 error: KafkaError = exc.args[0]
                 if not error.retriable():
-                    raise
+                    if error.txn_requires_abort():
+                        raise  # the caller aborts and redoes the transaction
+                    raise DeliveryError(f"{what} failed and cannot be retried: {error.str()} ({error.name()}).") from None
                 waited = time.monotonic() - started
                 if error.code() == KafkaError._CONFLICT and waited > WEDGED_AFTER_S:
                     self.wedged = True

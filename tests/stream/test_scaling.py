@@ -54,7 +54,7 @@ def start(
         "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=1000", "-X", f"client.id={client_id}",
     ]
     if transaction_timeout_ms is not None:
-        extra += ["-X", f"transaction.timeout.ms={transaction_timeout_ms}"]
+        extra += ["--transaction-timeout-ms", str(transaction_timeout_ms)]
     return Replica(name, client_id, WorkerProcess.start(model, bootstrap, topics, group, logs / f"worker-{name}.log", *extra))
 
 

@@ -80,6 +80,13 @@ def test_unreachable_broker_waits_then_fails_clearly(ecg_artifact, topics):
         (["-X", "novalue"], "-X 'novalue' is not key=value"),
         (["--max-batch", "0"], "--max-batch 0 is out of range"),
         (["--delivery", "twice"], "argument --delivery: invalid choice: 'twice'"),
+        # Properties the guarantee rests on are the worker's: once, -X applied them last and silently.
+        (["-X", "isolation.level=read_uncommitted"], "-X isolation.level (or --kafka-config) cannot be set for the worker: the worker reads its input read_committed"),
+        (["-X", "enable.idempotence=false"], "-X enable.idempotence (or --kafka-config) cannot be set for the worker: the worker's producer is idempotent"),
+        (["-X", "group.id=other"], "-X group.id (or --kafka-config) cannot be set for the worker: use --group-id."),
+        (["-X", "transaction.timeout.ms=5000"], "-X transaction.timeout.ms (or --kafka-config) cannot be set for the worker: use --transaction-timeout-ms."),
+        (["-X", "message.max.bytes=1000"], "-X message.max.bytes (or --kafka-config) cannot be set for the worker: the worker's producer takes any record"),
+        (["--transaction-timeout-ms", "10"], "--transaction-timeout-ms 10 is out of range"),
     ],
 )
 def test_bad_configuration_exits_2_with_one_sentence(ecg_artifact, kafka_bootstrap, topics, extra, message):
@@ -87,6 +94,37 @@ def test_bad_configuration_exits_2_with_one_sentence(ecg_artifact, kafka_bootstr
     assert done.returncode == 2
     assert message in done.stderr.strip().splitlines()[-1]
     assert "Traceback" not in done.stderr
+
+
+def test_a_transaction_timeout_the_broker_refuses_is_one_sentence_and_exit_1(ecg_artifact, apache_kafka, topics):
+    """A non-retriable init_transactions failure (above the broker's transaction.max.timeout.ms, 900000 by default)
+    once ended in a traceback."""
+    done = run_to_exit(worker_command(ecg_artifact, apache_kafka.bootstrap_servers, topics, "g-txn", "--transaction-timeout-ms", "1000000"))
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("anomstream worker: init_transactions failed and cannot be retried: ") and last.endswith("(INVALID_TRANSACTION_TIMEOUT)."), last
+    assert "Traceback" not in done.stderr
+
+
+def test_a_fatal_consumer_error_is_one_sentence_and_exit_1(ecg_artifact, apache_kafka, topics, tmp_path):
+    """A static member fenced by a newer one with its instance id gets a fatal error: once a traceback."""
+    from confluent_kafka import Consumer
+
+    with WorkerProcess.start(ecg_artifact, apache_kafka.bootstrap_servers, topics, "g-fenced", tmp_path / "fenced.log", "-X", "group.instance.id=replica-0") as worker:
+        worker.wait_ready(120)
+        usurper = Consumer({"bootstrap.servers": apache_kafka.bootstrap_servers, "group.id": "g-fenced", "group.instance.id": "replica-0"})
+        usurper.subscribe([topics["input"]])
+        try:
+            deadline = time.monotonic() + 90
+            while worker.process.poll() is None and time.monotonic() < deadline:
+                usurper.poll(0.2)  # the newer member with the same instance id joins; the worker is fenced
+            code = worker.process.poll()
+        finally:
+            usurper.close()
+    log = worker.log.read_text()
+    last = log.strip().splitlines()[-1]
+    assert code == 1 and last.startswith("anomstream worker: the consumer failed and cannot recover: ") and "Static consumer fenced" in last, log[-2000:]
+    assert "Traceback" not in log
 
 
 def test_secrets_from_kafka_config_are_not_logged(ecg_artifact, kafka_bootstrap, topics, tmp_path):
