@@ -42,15 +42,16 @@ class Evaluation(_Strict):
     confusion: Confusion
 
 
-def evaluate(errors: np.ndarray, labels: np.ndarray, threshold: float) -> Evaluation:
-    """Score verdicts `error > threshold` against labels."""
+def evaluate(errors: np.ndarray, labels: np.ndarray, threshold: float, anomalous: np.ndarray | None = None) -> Evaluation:
+    """Score verdicts `error > threshold` against labels; or the verdicts given as `anomalous` (live ones, which
+    may come from several models after a hot reload, each with its own threshold)."""
     from sklearn import metrics  # here, not at the top: the worker imports this module's records, not scikit-learn
 
     errors = np.asarray(errors, dtype=np.float64)
     normal = np.asarray(labels).astype(bool)
     if errors.shape != normal.shape:
         raise ValueError(f"{errors.shape[0]} errors but {normal.shape[0]} labels")
-    anomalous_pred = errors > threshold
+    anomalous_pred = errors > threshold if anomalous is None else np.asarray(anomalous, dtype=bool)
     predicted_normal = ~anomalous_pred
     both_classes = normal.any() and (~normal).any()
     zero = {"zero_division": 0.0}

@@ -6,6 +6,7 @@ import argparse
 import logging
 import signal
 import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     _selection_flags(replay)
     replay.add_argument("--rate", type=float, default=0.0, help="windows per second; 0: as fast as the broker takes them (default: 0)")
     replay.add_argument("--format", choices=["json", "f32"], default="json", help="message format (default: json)")
+    replay.add_argument(
+        "--run-id",
+        default=None,
+        help="the id this replay stamps on every window (and the worker on its verdict), for `validate --run-id`"
+        " (default: a new random one, printed in the summary)",
+    )
     replay.add_argument("--skip-bad-rows", action="store_true", help="leave out malformed rows (listed in the log) instead of refusing the file")
     replay.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     replay.set_defaults(run=run_replay, render=_render_flat)
@@ -56,6 +63,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_kafka_flags(validate)
     validate.add_argument("--scores-topic", default="telemetry-scores", help="topic of verdicts (default: telemetry-scores)")
     _selection_flags(validate)
+    validate.add_argument(
+        "--run-id",
+        default=None,
+        help="judge the verdicts of this replay only (its summary names it; default: the newest run on the topic)",
+    )
     validate.add_argument("--timeout-s", type=float, default=120.0, help="stop waiting for missing verdicts after this long (default: 120)")
     validate.add_argument("--target-recall", type=float, default=0.99, help="anomaly recall to recommend a threshold for (default: 0.99)")
     validate.add_argument("--target-fpr", type=float, default=0.01, help="false-positive rate to recommend a threshold for (default: 0.01)")
@@ -76,6 +88,7 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
     from anomstream.replay.producer import replay
 
     selection = _selection(args)
+    args.run_id = args.run_id or uuid.uuid4().hex[:8]
     if args.rate < 0:
         raise ConfigError(f"--rate {args.rate} must be 0 (unlimited) or more.")
     dataset = data.load(data.resolve(args.data), skip_bad_rows=args.skip_bad_rows)
@@ -85,7 +98,7 @@ def run_replay(args: argparse.Namespace) -> dict[str, Any]:
     _check_topic(config, args.topic)
     total = len(selection.rows(dataset)) * selection.loops
     with console.progress(f"replay to {args.topic}", total=total, unit="windows") as advance:
-        result = replay(config, args.topic, dataset, selection, args.format, args.rate, advance)
+        result = replay(config, args.topic, dataset, selection, args.format, args.rate, advance, run=args.run_id)
     return {"topic": args.topic, "format": args.format, "skipped_rows": len(dataset.skipped), **result.summary()}
 
 
@@ -112,7 +125,7 @@ def run_validate(args: argparse.Namespace) -> dict[str, Any]:
     config = kafka_client_config(args, "anomstream-validate")
     _check_broker(config)
     with console.progress(f"verdicts from {args.scores_topic}", total=len(expected), unit="windows") as advance:
-        collected = collect(config, args.scores_topic, set(expected), args.timeout_s, advance)
+        collected = collect(config, args.scores_topic, set(expected), args.timeout_s, advance, run=args.run_id)
     validation = judge(expected, collected, args.target_recall, args.target_fpr)
     summary = {"scores_topic": args.scores_topic, **validation.summary}
     if args.report and validation.evaluation is not None:

@@ -130,10 +130,10 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
         busy_before = _busy_seconds()
         started = time.monotonic()
         with console.progress("replay", total=len(expected), unit="windows") as advance:
-            replayed = replay(config, topics["input"], dataset, selection, args.format, 0.0, advance)
+            replayed = replay(config, topics["input"], dataset, selection, args.format, 0.0, advance, run=run)
         _send_malformed(config, topics["input"])
         with console.progress("verdicts", total=len(expected), unit="windows") as advance:
-            collected = collect(config, topics["scores"], set(expected), timeout_s=120, advance=advance)
+            collected = collect(config, topics["scores"], set(expected), timeout_s=120, advance=advance, run=run)
         wall = (collected.completed_at or time.monotonic()) - started
         timing = {"end_to_end_seconds": round(wall, 3), "worker_busy_seconds": round(_busy_seconds() - busy_before, 4)}
         validation = judge(expected, collected, target_recall=0.99, target_fpr=0.01)

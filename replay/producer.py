@@ -91,6 +91,7 @@ class TokenBucket:
 
 @dataclass
 class ReplayResult:
+    run: str | None = None  # the run id every window carries: `anomstream validate --run-id` takes it
     sent: int = 0
     acknowledged: int = 0
     failed: int = 0
@@ -105,6 +106,7 @@ class ReplayResult:
 
     def summary(self) -> dict[str, Any]:
         return {
+            "run": self.run,
             "sent": self.sent,
             "acknowledged": self.acknowledged,
             "failed": self.failed,
@@ -114,8 +116,10 @@ class ReplayResult:
         }
 
 
-def messages(dataset: Dataset, selection: Selection, fmt: str) -> Iterator[tuple[bytes, bytes, list[tuple[str, bytes]] | None]]:
-    """(key, value, headers) for every window of the selection, loop after loop."""
+def messages(
+    dataset: Dataset, selection: Selection, fmt: str, run: str | None = None
+) -> Iterator[tuple[bytes, bytes, list[tuple[str, bytes]] | None]]:
+    """(key, value, headers) for every window of the selection, loop after loop, each stamped with `run`."""
     chosen = selection.rows(dataset)
     for loop in range(selection.loops):
         for row, values, label in zip(chosen.rows.tolist(), chosen.windows, chosen.labels.tolist()):
@@ -125,9 +129,11 @@ def messages(dataset: Dataset, selection: Selection, fmt: str) -> Iterator[tuple
             if fmt == "f32":
                 headers = [("content-type", codec.F32), ("id", window_id.encode()), ("source", source.encode()),
                            ("ts", repr(ts).encode()), ("label", str(label).encode())]
+                if run is not None:
+                    headers.append(("run", run.encode()))
                 yield source.encode(), np.asarray(values, dtype="<f4").tobytes(), headers
             else:
-                yield source.encode(), codec.encode_window(window_id, values, source=source, ts=ts, label=label), None
+                yield source.encode(), codec.encode_window(window_id, values, source=source, ts=ts, label=label, run=run), None
 
 
 def replay(
@@ -138,9 +144,10 @@ def replay(
     fmt: str = "json",
     rate: float = 0.0,
     advance: Callable[..., None] | None = None,
+    run: str | None = None,
 ) -> ReplayResult:
-    """Send the selection to `topic`; returns once every message was acknowledged or failed."""
-    result = ReplayResult()
+    """Send the selection to `topic`, stamped with `run`; returns once every message was acknowledged or failed."""
+    result = ReplayResult(run=run)
 
     def on_delivery(error: KafkaError | None, _message: Any) -> None:
         if error is None:
@@ -154,7 +161,7 @@ def replay(
     producer = clients.create(Producer, {"enable.idempotence": True, "linger.ms": 5, "compression.type": "lz4", **config})
     bucket = TokenBucket(rate)
     started = time.monotonic()
-    for key, value, headers in messages(dataset, selection, fmt):
+    for key, value, headers in messages(dataset, selection, fmt, run):
         bucket.take()
         while True:
             try:

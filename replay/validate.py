@@ -1,9 +1,10 @@
 """Read the worker's verdicts back, join them to the labels, and judge the live threshold.
 
 Reads with `read_committed` from the start of every partition (no consumer
-group, nothing committed) until every expected id has a verdict or the
-timeout passes, then reports missing ids and duplicates: both must be zero in
-a healthy run.
+group, nothing committed) until every expected id of one replay (its run id)
+has a verdict or the timeout passes, then reports missing ids and duplicates
+within that run: both must be zero in a healthy run. Verdicts of other runs on
+the same topic are counted and left out.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import msgspec
 import numpy as np
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from anomstream.errors import ConfigError
 from anomstream.models.evaluate import Evaluation, evaluate
@@ -32,11 +33,39 @@ DRAIN_S = 1.5  # after the last expected verdict, keep reading this long to catc
 
 @dataclass
 class Collected:
+    run: str | None = None  # the replay whose verdicts these are
     verdicts: dict[str, dict[str, Any]] = field(default_factory=dict)
     duplicates: int = 0
     unexpected: int = 0
+    other_runs: int = 0  # verdicts of earlier (or other) replays on the same topic: not judged
     seconds: float = 0.0
     completed_at: float | None = None  # time.monotonic() when the last expected verdict arrived
+
+
+class _Runs:
+    """Verdicts read so far, by the run that replayed their windows (None: a producer that stamps no run)."""
+
+    def __init__(self, expected: set[str]) -> None:
+        self.expected = expected
+        self.by_run: dict[str | None, Collected] = {}
+        self.newest: tuple[float, str | None] | None = None  # (scored_at, run) of the latest verdict seen
+
+    def add(self, verdict: dict[str, Any]) -> tuple[Collected, bool]:
+        """The run the verdict belongs to, and whether it was a first verdict for an expected id."""
+        run = verdict.get("run")
+        found = self.by_run.setdefault(run, Collected(run=run))
+        scored_at = verdict.get("scored_at") or 0.0
+        if self.newest is None or scored_at >= self.newest[0]:
+            self.newest = (scored_at, run)
+        window_id = verdict.get("id")
+        if window_id not in self.expected:
+            found.unexpected += 1
+        elif window_id in found.verdicts:
+            found.duplicates += 1
+        else:
+            found.verdicts[window_id] = verdict
+            return found, True
+        return found, False
 
 
 def collect(
@@ -45,7 +74,11 @@ def collect(
     expected: set[str],
     timeout_s: float,
     advance: Callable[..., None] | None = None,
+    run: str | None = None,
 ) -> Collected:
+    """The verdicts of one replay: `run`, or else the newest run on the topic when the read began (or, on an empty
+    topic, the first to arrive). Verdicts of other runs are counted and left out, so a second replay and validate
+    on the same topic judge their own verdicts, not the first run's."""
     consumer = clients.create(
         Consumer,
         {
@@ -54,6 +87,7 @@ def collect(
             "isolation.level": "read_committed",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
+            "enable.partition.eof": True,  # tells when the verdicts already on the topic are all read
         },
     )
     try:
@@ -65,7 +99,9 @@ def collect(
         consumer.close()
         raise ConfigError(f"topic {topic} does not exist on {config['bootstrap.servers']}: check --scores-topic.")
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in metadata.partitions])
-    result = Collected()
+    runs = _Runs(expected)
+    at_end: set[int] = set()
+    chosen: Collected | None = None if run is None else runs.by_run.setdefault(run, Collected(run=run))
     decoder = msgspec.json.Decoder()
     started = time.monotonic()
     done_at: float | None = None
@@ -77,22 +113,30 @@ def collect(
             if done_at is not None and now - done_at > DRAIN_S:
                 break
             for message in consumer.consume(1000, timeout=0.2):
-                if message.error() is not None:
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        at_end.add(message.partition())
                     continue
-                verdict = decoder.decode(message.value())
-                window_id = verdict.get("id")
-                if window_id not in expected:
-                    result.unexpected += 1
-                elif window_id in result.verdicts:
-                    result.duplicates += 1
-                else:
-                    result.verdicts[window_id] = verdict
+                found, accepted = runs.add(decoder.decode(message.value()))
+                if chosen is None and accepted and len(at_end) == len(metadata.partitions):
+                    chosen = found  # the topic was empty when the read began: the first replay to arrive
+                    log.info("validating run %s, the first to arrive on %s (pass --run-id to choose another)", chosen.run, topic)
                     if advance:
-                        advance(1)
-            if done_at is None and len(result.verdicts) == len(expected):
-                done_at = result.completed_at = time.monotonic()
+                        advance(len(chosen.verdicts) - 1)
+                if accepted and found is chosen and advance:
+                    advance(1)
+            if chosen is None and len(at_end) == len(metadata.partitions) and runs.newest is not None:
+                chosen = runs.by_run[runs.newest[1]]
+                log.info("validating run %s, the newest on %s (pass --run-id to choose another)", chosen.run, topic)
+                if advance and chosen.verdicts:
+                    advance(len(chosen.verdicts))
+            if chosen is not None and done_at is None and len(chosen.verdicts) == len(expected):
+                done_at = chosen.completed_at = time.monotonic()
     finally:
         consumer.close()
+    result = chosen or Collected(run=run)
+    result.other_runs = sum(len(c.verdicts) + c.duplicates + c.unexpected for c in runs.by_run.values() if c is not result)
     result.seconds = time.monotonic() - started
     return result
 
@@ -117,6 +161,8 @@ def judge(expected: dict[str, int], collected: Collected, target_recall: float, 
     thresholds = Counter(v["threshold"] for v in verdicts)
     models = Counter(v["model"]["version"] for v in verdicts)
     summary: dict[str, Any] = {
+        "run": collected.run,
+        "other_runs": collected.other_runs,
         "expected": len(expected),
         "received": len(ids),
         "missing": len(missing),
@@ -131,7 +177,8 @@ def judge(expected: dict[str, int], collected: Collected, target_recall: float, 
         summary["healthy"] = False
         return Validation(summary, None, errors, labels, {}, False)
     live = thresholds.most_common(1)[0][0]
-    evaluation = evaluate(errors, labels, live)
+    # Each verdict as the worker gave it: after a hot reload, windows were judged by different thresholds.
+    evaluation = evaluate(errors, labels, live, anomalous=np.array([bool(v["anomaly"]) for v in verdicts]))
     summary.update(threshold=live, thresholds_seen=len(thresholds), test=evaluation.model_dump())
     recommendations = [sweep.best_f1(errors, labels)]
     if (labels == 0).any():

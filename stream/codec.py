@@ -60,6 +60,7 @@ class _Window(msgspec.Struct):
     source: str | None = None
     ts: float | None = None
     label: float | None = None
+    run: str | None = None
 
 
 _decoder = msgspec.json.Decoder(_Window)
@@ -79,6 +80,7 @@ class Window(msgspec.Struct, gc=False):
     source: str | None
     ts: float | None
     label: int | None
+    run: str | None = None  # which replay sent it (replay stamps it; verdicts carry it back for validate)
 
 
 @dataclass(slots=True)
@@ -184,7 +186,9 @@ def _decode_json(message: Message, body: bytes, window_length: int) -> tuple[Win
     if len(parsed.values) != window_length:
         raise _Bad(WRONG_LENGTH, f"values has {len(parsed.values)} numbers; the model takes {window_length}.")
     label = _label(parsed.label)
-    return Window(message, parsed.id, parsed.source, parsed.ts, label), parsed.values
+    if parsed.run is not None and not parsed.run:
+        raise _Bad(BAD_SCHEMA, "the run is empty.")
+    return Window(message, parsed.id, parsed.source, parsed.ts, label, parsed.run), parsed.values
 
 
 def _keys_surely_unique(body: bytes, parsed: _Window) -> bool:
@@ -196,10 +200,10 @@ def _keys_surely_unique(body: bytes, parsed: _Window) -> bool:
     known field: no duplicate, no unknown key. Colons inside strings only raise the count, and whitespace
     before a colon changes nothing, so this check can send a message to the exact one but never rejects
     it: an id such as "urn:ecg:1" or a key written as "\\u0069d" is valid. (Counting b'":' would be cheaper
-    but unsound: `"id" : "a"` has none.) The id's and source's own colons may then be discounted, but only
+    but unsound: `"id" : "a"` has none.) The id's, source's and run's own colons may then be discounted, but only
     when the body has no backslash: only then are a string's raw bytes its decoded text.
     """
-    allowed = 2 + (parsed.source is not None) + (parsed.ts is not None) + (parsed.label is not None)
+    allowed = 2 + (parsed.source is not None) + (parsed.ts is not None) + (parsed.label is not None) + (parsed.run is not None)
     # bytes.count is a plain byte loop (~0.4 ns/byte) and find is memchr: count only before the first `[`
     # and from the first colon after it, and let memchr cross the samples, which hold no colon.
     start = body.find(b"[")
@@ -210,8 +214,7 @@ def _keys_surely_unique(body: bytes, parsed: _Window) -> bool:
         colons = body.count(b":", 0, start) + (body.count(b":", after) if after >= 0 else 0)
     if colons <= allowed:
         return True
-    source = parsed.source or ""
-    own = parsed.id.count(":") + source.count(":")
+    own = parsed.id.count(":") + (parsed.source or "").count(":") + (parsed.run or "").count(":")
     return bool(own) and colons - own <= allowed and b"\\" not in body
 
 
@@ -302,7 +305,7 @@ def _decode_f32(message: Message, body: bytes, headers: list[tuple[str, bytes | 
     if len(body) != 4 * window_length:
         raise _Bad(WRONG_LENGTH, f"the body holds {len(body) // 4} float32 values; the model takes {window_length}.")
     # One pass, no dict (measured ~1 us a window less); the last of a repeated header counts, as in `_last`.
-    raw_id = raw_source = raw_ts = raw_label = None
+    raw_id = raw_source = raw_ts = raw_label = raw_run = None
     for name, value in headers:
         if name == "id":
             raw_id = value
@@ -312,6 +315,8 @@ def _decode_f32(message: Message, body: bytes, headers: list[tuple[str, bytes | 
             raw_ts = value
         elif name == "label":
             raw_label = value
+        elif name == "run":
+            raw_run = value
     try:
         window_id = raw_id.decode("utf-8") if raw_id is not None else None
         if not window_id:
@@ -319,11 +324,14 @@ def _decode_f32(message: Message, body: bytes, headers: list[tuple[str, bytes | 
         source = raw_source.decode("utf-8") if raw_source is not None else None
         ts = float(raw_ts) if raw_ts is not None else None
         label = _label(float(raw_label)) if raw_label is not None else None
+        run = raw_run.decode("utf-8") if raw_run is not None else None
+        if run is not None and not run:
+            raise _Bad(BAD_SCHEMA, "the run header is empty.")
     except (UnicodeDecodeError, ValueError) as exc:
         raise _Bad(BAD_SCHEMA, f"a header is not valid: {exc}.") from None
     if ts is not None and not math.isfinite(ts):  # as in JSON, where 1e999 is out of range
         raise _Bad(NON_FINITE, f"the ts header is {ts}, not a finite number.")
-    return Window(message, window_id, source, ts, label), body
+    return Window(message, window_id, source, ts, label, run), body
 
 
 def _label(label: float | None) -> int | None:
@@ -335,12 +343,13 @@ def _label(label: float | None) -> int | None:
 
 
 def encode_window(
-    window_id: str, values: Any, source: str | None = None, ts: float | None = None, label: int | None = None
+    window_id: str, values: Any, source: str | None = None, ts: float | None = None, label: int | None = None,
+    run: str | None = None,
 ) -> bytes:
     """The JSON input contract, for producers written in Python (replay, tests, benchmarks)."""
     samples = values.tolist() if isinstance(values, np.ndarray) else [float(v) for v in values]
     payload: dict[str, Any] = {"id": window_id, "values": samples}
-    for name, value in (("source", source), ("ts", ts), ("label", label)):
+    for name, value in (("source", source), ("ts", ts), ("label", label), ("run", run)):
         if value is not None:
             payload[name] = value
     return _encoder.encode(payload)

@@ -2,7 +2,7 @@
 
 Typed msgspec structs rather than dicts: building and encoding them is the
 per-window cost left once decoding and scoring are batched. Field order is the
-wire order; `label` is left out when the input had none.
+wire order; `label` and `run` are left out when the input had none.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ class Verdict(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     source: str | None
     ts: float | None
     label: int | None = None
+    run: str | None = None
     error: float
     threshold: float
     score: float
@@ -49,6 +50,7 @@ def encode_batch(windows: list[Any], scores: Scores, model: dict[str, Any], scor
             source=window.source,
             ts=window.ts,
             label=window.label,
+            run=window.run,
             error=error,
             threshold=threshold,
             score=error / threshold,

@@ -28,15 +28,16 @@ def test_target_fpr_is_the_lowest_threshold_that_keeps_it():
     assert 0.5 < chosen.threshold < 0.6
 
 
-def test_judge_reports_missing_and_duplicates_and_the_live_metrics():
+def test_judge_reports_missing_ids_and_the_live_metrics():
+    """Duplicates are counted by the collector, on a real topic (tests/replay/test_validate.py)."""
     expected = {f"w-{i}": int(label) for i, label in enumerate(LABELS)}
-    collected = Collected(duplicates=2)
+    collected = Collected()
     for i, error in enumerate(ERRORS[:-1]):  # w-7 never arrives
-        collected.verdicts[f"w-{i}"] = {"id": f"w-{i}", "error": float(error), "threshold": 0.45, "model": {"version": "v1"}}
+        verdict = {"id": f"w-{i}", "error": float(error), "threshold": 0.45, "anomaly": float(error) > 0.45, "model": {"version": "v1"}}
+        collected.verdicts[f"w-{i}"] = verdict
     result = judge(expected, collected, target_recall=0.99, target_fpr=0.01)
     assert not result.healthy
     assert result.summary["missing"] == 1 and result.summary["missing_ids"] == ["w-7"]
-    assert result.summary["duplicates"] == 2
     assert result.summary["threshold"] == 0.45
     assert result.evaluation.windows == 7
     assert result.evaluation.confusion.normal_as_anomaly == 1  # 0.5 > 0.45

@@ -66,6 +66,13 @@ def test_json_window_with_every_field():
     np.testing.assert_array_equal(batch.values, np.array([VALID], dtype=np.float32))
 
 
+def test_a_run_id_travels_in_either_format_and_may_not_be_empty():
+    batch = codec.decode_batch([js(id="a", values=VALID, run="r1"), f32(VALID, id="b", run="r:2"), js(id="c", values=VALID, run=""),
+                                f32(VALID, id="d", run="")], L)  # fmt: skip
+    assert [(w.id, w.run) for w in batch.windows] == [("a", "r1"), ("b", "r:2")]
+    assert [(bad.reason, bad.detail) for bad in batch.invalid] == [("bad_schema", "the run is empty."), ("bad_schema", "the run header is empty.")]
+
+
 def test_float_labels_from_csv_are_accepted():
     batch = codec.decode_batch([js(id="a", values=VALID, label=0.0)], L)
     assert batch.windows[0].label == 0
@@ -225,6 +232,7 @@ FIELDS = {
     "source": st.none() | tricky_text,
     "ts": st.none() | finite64,
     "label": st.sampled_from([None, 0, 1, 0.0, 1.0]),
+    "run": st.none() | tricky_text.filter(bool),
 }
 
 
@@ -287,16 +295,17 @@ def test_decode_batch_never_raises_and_sorts_every_message_exactly_once(items):
 def test_valid_windows_round_trip_through_encode_window_and_float32(window, binary):
     label = None if window.get("label") is None else int(window["label"])
     if binary:
-        headers = [(name, str(window[name]).encode()) for name in ("id", "source", "ts") if window.get(name) is not None]
+        headers = [(name, str(window[name]).encode()) for name in ("id", "source", "ts", "run") if window.get(name) is not None]
         if label is not None:
             headers.append(("label", str(label).encode()))
         message = Msg(np.asarray(window["values"], dtype="<f4").tobytes(), [("content-type", codec.F32)] + headers)
     else:
-        message = Msg(codec.encode_window(window["id"], window["values"], window.get("source"), window.get("ts"), label))
+        message = Msg(codec.encode_window(window["id"], window["values"], window.get("source"), window.get("ts"), label, window.get("run")))
     batch = codec.decode_batch([message], L)
     assert not batch.invalid, batch.invalid
     (decoded,) = batch.windows
-    assert (decoded.id, decoded.source, decoded.ts, decoded.label) == (window["id"], window.get("source"), window.get("ts"), label)
+    assert (decoded.id, decoded.source, decoded.ts, decoded.label, decoded.run) == (
+        window["id"], window.get("source"), window.get("ts"), label, window.get("run"))
     np.testing.assert_array_equal(batch.values[0], np.asarray(window["values"], dtype=np.float32))
 
 
