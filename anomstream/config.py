@@ -92,12 +92,26 @@ def env_problems(args: argparse.Namespace) -> list[str]:
     return [problem for key, found in vars(args).items() if key.startswith(ENV_PROBLEMS) for problem in found]
 
 
-SECRET_MARKERS = ("password", "secret", "sasl.jaas", "oauthbearer.config", "ssl.key.pem", "ssl_key", "token")
+# Every property that librdkafka (2.16, the version confluent-kafka 2.16 bundles) redacts in its own
+# configuration dumps, as its _RK_SENSITIVE flag marks them (tests/test_config.py reads that set from the
+# installed librdkafka and fails if one is missing here), and one it does not redact but that names a secret.
+SECRET_PROPERTIES = frozenset({
+    "sasl.username", "sasl.password", "sasl.oauthbearer.config", "sasl.oauthbearer.client.secret",
+    "sasl.oauthbearer.assertion.private.key.file", "sasl.oauthbearer.assertion.private.key.passphrase",
+    "sasl.oauthbearer.assertion.private.key.pem", "ssl.key.location", "ssl.key.password", "ssl.key.pem", "ssl_key",
+    "ssl.ca.pem", "ssl.keystore.password",
+    "sasl.kerberos.keytab",  # not redacted by librdkafka: the path of a Kerberos key file
+})  # fmt: skip
+# And, for properties of other librdkafka versions or plugins, any name holding one of these.
+SECRET_MARKERS = ("password", "secret", "passphrase", "private.key", "jaas", "token", "credential")
 
 
 def redact(config: dict[str, str]) -> dict[str, str]:
-    """A copy safe to log: any property that could hold a credential is masked."""
-    return {key: "***" if any(marker in key.lower() for marker in SECRET_MARKERS) else value for key, value in config.items()}
+    """A copy safe to log: every property that could hold a credential is masked."""
+    return {
+        key: "***" if key in SECRET_PROPERTIES or any(marker in key.lower() for marker in SECRET_MARKERS) else value
+        for key, value in config.items()
+    }
 
 
 def kafka_properties(pairs: list[str] | None, config_file: str | None) -> dict[str, str]:

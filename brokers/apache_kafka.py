@@ -202,7 +202,7 @@ class ApacheKafka(ProcessBroker):
     each on its own free port (see :meth:`listener_bootstrap`); ``format_args`` go
     to ``kafka-storage format`` (e.g. ``--add-scram``) the first time a directory is
     formatted. ``scram_users`` (name -> password) creates those SCRAM credentials at
-    format time and enables ``scram_mechanism`` on every ``SASL_PLAINTEXT`` listener,
+    format time and enables ``scram_mechanism`` on every ``SASL_PLAINTEXT`` and ``SASL_SSL`` listener,
     adding one named ``SASL`` when there is none.
     """
 
@@ -234,7 +234,7 @@ class ApacheKafka(ProcessBroker):
         self.extra_listeners = dict(extra_listeners or {})
         self.scram_users = dict(scram_users or {})
         self.scram_mechanism = scram_mechanism
-        if self.scram_users and "SASL_PLAINTEXT" not in self.extra_listeners.values():
+        if self.scram_users and not any(protocol.startswith("SASL_") for protocol in self.extra_listeners.values()):
             self.extra_listeners["SASL"] = "SASL_PLAINTEXT"
         self.listener_ports = {name: free_port(self.host) for name in self.extra_listeners}
         self.format_args = list(format_args) + scram_format_args(self.scram_users, scram_mechanism)
@@ -283,7 +283,7 @@ class ApacheKafka(ProcessBroker):
             # tells the listener to check SCRAM against them.
             sasl["sasl.enabled.mechanisms"] = self.scram_mechanism
             for name, protocol in self.extra_listeners.items():
-                if protocol == "SASL_PLAINTEXT":
+                if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
                     key = f"listener.name.{name.lower()}.{self.scram_mechanism.lower()}.sasl.jaas.config"
                     sasl[key] = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
         return {

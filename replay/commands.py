@@ -75,8 +75,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     validate.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     validate.set_defaults(run=run_validate, render=_render_validation)
 
-    broker = commands.add_parser("broker", help="run the embedded Kafka-compatible broker (Tansu) in the foreground")
+    broker = commands.add_parser("broker", help="run a Kafka broker for development in the foreground (Tansu, or Apache Kafka)")
     broker.add_argument("--port", type=int, default=9092, help="port on 127.0.0.1 (default: 9092)")
+    broker.add_argument(
+        "--kind",
+        choices=["tansu", "apache"],
+        default="tansu",
+        help="tansu: the embedded Kafka-compatible broker, memory only, starts in a second; apache: a real Apache Kafka"
+        " (needs Java 17+, and Maven the first time to fetch its jars), with full transactional semantics (Tansu"
+        " shows aborted transactions to read_committed readers) and every client Tansu refuses, e.g. kcat 1.7 (default: tansu)",
+    )
     broker.set_defaults(run=run_broker)
 
     from anomstream.replay import demo
@@ -138,13 +146,22 @@ def run_validate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_broker(args: argparse.Namespace) -> None:
-    from anomstream.brokers import Tansu
+    from anomstream.brokers import ApacheKafka, Tansu
 
+    if not 1 <= args.port <= 65535:
+        raise ConfigError(f"--port {args.port} is out of range; see `anomstream broker --help`.")
+    if args.kind == "apache":
+        missing = ApacheKafka.missing_tools()
+        if missing:
+            raise ConfigError(f"--kind apache: {missing}")
+        broker, what = ApacheKafka(port=args.port), "Apache Kafka, data in a temporary directory"
+    else:
+        broker, what = Tansu(port=args.port), "Tansu, memory only"
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    with Tansu(port=args.port) as broker:
-        log.info("embedded broker (Tansu, memory only) on %s; Ctrl-C stops it", broker.bootstrap_servers)
+    with broker:
+        log.info("embedded broker (%s) on %s; Ctrl-C stops it", what, broker.bootstrap_servers)
         stop.wait()
     return None
 

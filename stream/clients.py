@@ -37,11 +37,11 @@ class ErrorWatch:
 
     def __init__(self, on_all_down: Callable[[], None] | None = None) -> None:
         self.auth_failure: str | None = None
+        self.tls_failure: str | None = None  # a TLS handshake that failed (an untrusted certificate, not TLS at all)
         self.on_all_down = on_all_down
 
     def __call__(self, error: KafkaError) -> None:
-        if error.code() in AUTH_ERRORS:
-            self.auth_failure = error.str()
+        self._remember(error)
         if error.code() == KafkaError._ALL_BROKERS_DOWN:
             log.warning("all Kafka brokers are down; librdkafka keeps reconnecting")
             if self.on_all_down:
@@ -50,11 +50,18 @@ class ErrorWatch:
             log.debug("librdkafka: %s", error)
 
     def record_auth(self, error: KafkaError) -> None:
-        """`error_cb` during start-up: only credential failures matter; the retry loop reports the rest."""
+        """`error_cb` during start-up: only credential and TLS failures matter; the retry loop reports the rest."""
+        if not self._remember(error):
+            log.debug("librdkafka: %s", error)
+
+    def _remember(self, error: KafkaError) -> bool:
         if error.code() in AUTH_ERRORS:
             self.auth_failure = error.str()
+        elif error.code() == KafkaError._SSL:
+            self.tls_failure = error.str()
         else:
-            log.debug("librdkafka: %s", error)
+            return False
+        return True
 
 
 def consumer_config(
@@ -230,6 +237,11 @@ def wait_for_broker(config: dict[str, Any], timeout_s: float, errors: ErrorWatch
             raise ConfigError(
                 f"Kafka at {where} refused the credentials ({errors.auth_failure}): "
                 "check sasl.mechanism, sasl.username and sasl.password."
+            )
+        if errors.tls_failure:
+            raise ConfigError(
+                f"the TLS handshake with Kafka at {where} failed ({errors.tls_failure}): check ssl.ca.location"
+                " (the CA that signed the broker's certificate) and that this address speaks TLS."
             )
         waited = time.monotonic() - started
         if waited + delay > timeout_s:

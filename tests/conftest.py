@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from anomstream.brokers import BROKER_CHOICES, Broker, BrokerError, resolve_test_broker
+from tests.needs import unavailable
 
 _BROKER = pytest.StashKey["Broker | None"]()
 
@@ -50,7 +51,7 @@ def kafka_broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
         broker = resolve_test_broker(choice)
     except BrokerError as exc:
         if choice is None:  # nothing usable and nothing asked for: integration tests cannot run here
-            pytest.skip(str(exc))
+            unavailable(str(exc))
         raise
     try:
         broker.start()
@@ -63,14 +64,6 @@ def kafka_broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
     finally:
         request.config.stash[_BROKER] = None
         broker.stop()
-
-
-def unavailable(reason: str) -> None:
-    """A test that cannot run here: skipped on a developer's machine, a failure under CI (`CI=true`), where
-    everything a test needs is installed by .ci/run, so a missing piece is a broken set-up, not a pass."""
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"{reason} (CI=true: a test that cannot run is a failure)", pytrace=False)
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

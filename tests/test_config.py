@@ -47,3 +47,76 @@ def test_lower_case_log_levels_still_work(monkeypatch, capsys) -> None:
     monkeypatch.setenv("ANOMSTREAM_LOG_LEVEL", "debug")
     assert main(["evaluate", "--model", "no-such-artifact"]) == 2
     assert "no-such-artifact does not exist" in capsys.readouterr().err
+
+
+def librdkafka_properties() -> list[str]:
+    """Every configuration property of the librdkafka that confluent-kafka loaded, from its own table
+    (rd_kafka_conf_properties_show), so a property a newer librdkafka adds is not missed."""
+    import ctypes
+    import ctypes.util
+    import os
+    import tempfile
+    from pathlib import Path
+
+    import confluent_kafka
+
+    libs = Path(confluent_kafka.__file__).parent.parent / "confluent_kafka.libs"
+    (library,) = libs.glob("librdkafka*.so*")
+    rdkafka = ctypes.CDLL(str(library))
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    libc.fopen.restype, libc.fopen.argtypes, libc.fclose.argtypes = ctypes.c_void_p, [ctypes.c_char_p, ctypes.c_char_p], [ctypes.c_void_p]
+    rdkafka.rd_kafka_conf_properties_show.argtypes = [ctypes.c_void_p]
+    handle, path = tempfile.mkstemp()
+    os.close(handle)
+    try:
+        stream = libc.fopen(path.encode(), b"w")
+        rdkafka.rd_kafka_conf_properties_show(stream)
+        libc.fclose(stream)
+        table = Path(path).read_text()
+    finally:
+        os.unlink(path)
+    return [line.split("|")[0].strip() for line in table.splitlines() if "|" in line and not line.startswith(("Property", "---"))]
+
+
+def redacted_by_librdkafka(properties: list[str]) -> set[str]:
+    """The properties librdkafka itself prints as [redacted] in a configuration dump (debug=conf)."""
+    import logging
+
+    from confluent_kafka import Producer
+
+    lines: list[str] = []
+
+    class Lines(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    logger = logging.getLogger("test.librdkafka.conf")
+    logger.addHandler(Lines())
+    logger.setLevel(logging.DEBUG)
+    found = set()
+    for name in properties:
+        lines.clear()
+        try:  # a string value: properties of other types refuse it, and none of those holds a secret
+            producer = Producer({"bootstrap.servers": "127.0.0.1:1", "debug": "conf", "logger": logger, name: "v4lue-0f-a-s3cret"})
+        except Exception:
+            continue
+        producer.poll(0.05)
+        del producer
+        if any(f"{name} = [redacted]" in line for line in lines):
+            found.add(name)
+    return found
+
+
+def test_every_property_librdkafka_redacts_is_masked_here_too() -> None:
+    """Once `sasl.oauthbearer.assertion.private.key.passphrase` and `...private.key.pem` were logged in clear."""
+    from anomstream.config import SECRET_PROPERTIES, redact
+
+    properties = librdkafka_properties()
+    assert len(properties) > 150 and "sasl.password" in properties  # the table was read
+    sensitive = redacted_by_librdkafka(properties)
+    assert {"sasl.password", "ssl.key.password", "sasl.oauthbearer.assertion.private.key.passphrase"} <= sensitive  # the probe works
+    assert sensitive - SECRET_PROPERTIES == set(), "librdkafka redacts these and this list does not name them"
+    assert set(SECRET_PROPERTIES) - {"ssl_key"} <= set(properties), "a name here is not a property of this librdkafka"
+    masked = redact({name: "v4lue" for name in SECRET_PROPERTIES | sensitive})
+    assert set(masked.values()) == {"***"}
+    assert redact({"bootstrap.servers": "b:9092", "security.protocol": "SASL_SSL"}) == {"bootstrap.servers": "b:9092", "security.protocol": "SASL_SSL"}

@@ -15,6 +15,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from anomstream.brokers import Broker, BrokerError, ExternalKafka, resolve_test_broker
+from tests.needs import unavailable
 
 # Tansu's first group join waits about half of session.timeout.ms: keep it at the minimum.
 GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000, "auto.offset.reset": "earliest"}
@@ -181,7 +182,7 @@ def test_apache_kafka_keeps_data_across_restarts(kafka_broker: Broker, tmp_path)
     from anomstream.brokers.apache_kafka import ApacheKafka
 
     if not isinstance(kafka_broker, ApacheKafka):
-        pytest.skip("restart test runs only when the session broker is Apache Kafka (--broker apache)")
+        unavailable("restart test runs only when the session broker is Apache Kafka (--broker apache)")
     from confluent_kafka.admin import AdminClient, NewTopic
 
     data = tmp_path / "kafka"

@@ -15,6 +15,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from anomstream.brokers.apache_kafka import ApacheKafka
 from anomstream.stream import codec
+from tests.needs import unavailable
 from tests.worker_process import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
@@ -24,7 +25,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 def broker() -> Iterator[ApacheKafka]:
     """A broker of this test's own: stopping it must not disturb the session's."""
     if ApacheKafka.missing_tools():
-        pytest.skip(ApacheKafka.missing_tools())
+        unavailable(ApacheKafka.missing_tools())
     with ApacheKafka() as kafka:
         yield kafka
 

@@ -12,6 +12,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from anomstream.stream import codec
+from tests.needs import unavailable
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +52,7 @@ def set_producer_quota(bootstrap: str, client_id: str, bytes_per_s: int | None) 
 
     java = java_binary()
     if java is None:
-        pytest.skip("needs Java (the Apache Kafka test broker needs it too)")
+        unavailable("needs Java (the Apache Kafka test broker needs it too)")
     program = Path(__file__).with_name("kafka_quota.java")
     rate = "none" if bytes_per_s is None else str(bytes_per_s)
     subprocess.run([java, "-cp", f"{kafka_libs()}/*", str(program), bootstrap, client_id, rate], check=True, capture_output=True, timeout=120)

@@ -55,9 +55,11 @@ class SaslKafka:
 def sasl_kafka() -> Iterator[SaslKafka]:
     """Apache Kafka with a SCRAM listener and one user created at format time (its PLAINTEXT listener is
     only for the readiness probe: every client in these tests goes through SASL)."""
+    from tests.needs import unavailable
+
     missing = ApacheKafka.missing_tools()
     if missing:
-        pytest.skip(missing)
+        unavailable(missing)
     broker = ApacheKafka(scram_users={USER: PASSWORD}, scram_mechanism=MECHANISM)
     try:
         broker.start()
@@ -263,3 +265,128 @@ def test_scram_users_that_the_storage_tool_would_misparse_are_refused() -> None:
             scram_format_args({name: password})
     with pytest.raises(BrokerError, match="is not one of SCRAM-SHA-256, SCRAM-SHA-512"):
         scram_format_args({"alice": "pw"}, "PLAIN")
+
+
+# --- SASL_SSL with SCRAM-SHA-512, the README's own example, with certificates made here ----------------------
+
+TLS_MECHANISM = "SCRAM-SHA-512"
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    done = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, f"openssl {' '.join(args)}: {done.stderr}"
+
+
+def make_ca(directory: Path, name: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.crt", "-days", "2",
+            "-subj", f"/CN={name}", cwd=directory)  # fmt: skip
+    return directory / f"{name}.crt"
+
+
+def make_server_keystore(directory: Path, ca: str) -> Path:
+    """A key and a certificate for 127.0.0.1 signed by `ca`, as the one PEM file Kafka's PEM keystore reads."""
+    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1", cwd=directory)
+    openssl("x509", "-req", "-in", "server.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key", "-CAcreateserial", "-out", "server.crt",
+            "-days", "2", "-extfile", "san.ext", cwd=directory)  # fmt: skip
+    openssl("pkcs8", "-topk8", "-nocrypt", "-in", "server.key", "-out", "server.pk8", cwd=directory)  # Kafka wants PKCS#8
+    keystore = directory / "server.pem"
+    keystore.write_text((directory / "server.pk8").read_text() + (directory / "server.crt").read_text())
+    return keystore
+
+
+class TlsKafka:
+    def __init__(self, broker: ApacheKafka, ca: Path, other_ca: Path) -> None:
+        self.broker, self.ca, self.other_ca = broker, ca, other_ca
+        self.bootstrap = broker.listener_bootstrap("SASL_SSL")
+
+    def properties(self, password: str = PASSWORD, ca: Path | None = None) -> list[str]:
+        """The README's example, as -X flags: SASL_SSL, SCRAM-SHA-512, and the CA to trust."""
+        pairs = [
+            "security.protocol=SASL_SSL", f"sasl.mechanism={TLS_MECHANISM}", f"sasl.username={USER}",
+            f"sasl.password={password}", f"ssl.ca.location={ca or self.ca}",
+        ]  # fmt: skip
+        return [arg for pair in pairs for arg in ("-X", pair)]
+
+    def config(self) -> dict[str, str]:
+        return {"bootstrap.servers": self.bootstrap, "security.protocol": "SASL_SSL", "sasl.mechanism": TLS_MECHANISM,
+                "sasl.username": USER, "sasl.password": PASSWORD, "ssl.ca.location": str(self.ca)}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tls_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsKafka]:
+    from tests.needs import unavailable
+
+    missing = ApacheKafka.missing_tools()
+    if missing:
+        unavailable(missing)
+    certs = tmp_path_factory.mktemp("tls")
+    ca = make_ca(certs, "test-ca")
+    other_ca = make_ca(certs / "other", "other-ca")
+    keystore = make_server_keystore(certs, "test-ca")
+    broker = ApacheKafka(
+        extra_listeners={"SASL_SSL": "SASL_SSL"}, scram_users={USER: PASSWORD}, scram_mechanism=TLS_MECHANISM,
+        server_properties={"listener.name.sasl_ssl.ssl.keystore.type": "PEM", "listener.name.sasl_ssl.ssl.keystore.location": str(keystore)},
+    )  # fmt: skip
+    try:
+        broker.start()
+    except BrokerError as exc:
+        pytest.fail(f"Could not start the SASL_SSL test broker: {exc}", pytrace=False)
+    try:
+        yield TlsKafka(broker, ca, other_ca)
+    finally:
+        broker.stop()
+
+
+def tls_topics(tls: TlsKafka) -> dict[str, str]:
+    admin = AdminClient(tls.config())
+    names = {role: f"tls-{role}-{uuid.uuid4().hex[:8]}" for role in ("input", "scores", "anomalies", "dlq")}
+    for future in admin.create_topics([NewTopic(name, 1, 1) for name in names.values()]).values():
+        future.result(timeout=60)
+    return names
+
+
+@pytest.mark.integration
+def test_over_sasl_ssl_with_scram_sha_512_the_worker_scores_and_nothing_secret_is_logged(tls_kafka: TlsKafka, ecg_artifact: Path, ecg_split, tmp_path: Path) -> None:
+    topics = tls_topics(tls_kafka)
+    producer = Producer({**tls_kafka.config(), "enable.idempotence": True})
+    for i in range(100):
+        producer.produce(topics["input"], codec.encode_window(f"tls-{i}", ecg_split.test.windows[i]))
+    assert producer.flush(60) == 0
+    command = worker_command(ecg_artifact, tls_kafka.bootstrap, topics, f"g-{uuid.uuid4().hex[:8]}", *tls_kafka.properties())
+    err = tmp_path / "worker.err"
+    with WorkerProcess(command, err, env={**os.environ, "ANOMSTREAM_LOG_LEVEL": "INFO"}) as worker:
+        consumer = Consumer({**tls_kafka.config(), "group.id": f"r-{uuid.uuid4().hex[:6]}", "isolation.level": "read_committed"})
+        consumer.assign([TopicPartition(topics["scores"], 0, OFFSET_BEGINNING)])
+        seen: set[str] = set()
+        deadline = time.monotonic() + 120
+        while len(seen) < 100 and time.monotonic() < deadline and worker.alive:
+            seen |= {json.loads(m.value())["id"] for m in consumer.consume(200, timeout=0.5) if m.error() is None}
+        consumer.close()
+        code = worker.stop(60)
+    logs = err.read_text()
+    assert seen == {f"tls-{i}" for i in range(100)}, logs[-3000:]
+    assert code == 0, logs[-3000:]
+    assert PASSWORD not in logs and "'sasl.password': '***'" in logs and "'sasl.username': '***'" in logs
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("wrong", ["ca", "password"])
+def test_over_sasl_ssl_a_wrong_ca_or_password_is_refused_at_once_with_one_sentence(
+    wrong: str, tls_kafka: TlsKafka, ecg_artifact: Path, tmp_path: Path
+) -> None:
+    topics = tls_topics(tls_kafka)
+    props = tls_kafka.properties(password=WRONG) if wrong == "password" else tls_kafka.properties(ca=tls_kafka.other_ca)
+    started = time.monotonic()
+    done = run(worker_command(ecg_artifact, tls_kafka.bootstrap, topics, "g-wrong", "--runtime", "litert", "--startup-timeout-s", "120", *props))
+    elapsed = time.monotonic() - started
+    assert done.returncode == 2, done.stderr[-3000:]
+    last = stderr_lines(done.stderr)[-1]
+    if wrong == "ca":
+        assert last.startswith(f"anomstream worker: the TLS handshake with Kafka at {tls_kafka.bootstrap} failed (") and "certificate verify failed" in last, last
+        assert last.endswith("check ssl.ca.location (the CA that signed the broker's certificate) and that this address speaks TLS."), last
+    else:
+        assert f"Kafka at {tls_kafka.bootstrap} refused the credentials" in last and "SCRAM-SHA-512" in last, last
+    assert elapsed < FAIL_FAST_S + 10, f"waited {elapsed:.0f} s: the start-up timeout is 120 s"
+    assert PASSWORD not in done.stderr and WRONG not in done.stderr and "Traceback" not in done.stderr

@@ -127,6 +127,17 @@ def test_a_fatal_consumer_error_is_one_sentence_and_exit_1(ecg_artifact, apache_
     assert "Traceback" not in log
 
 
+@pytest.mark.parametrize("name", sorted(__import__("anomstream.config", fromlist=["SECRET_PROPERTIES"]).SECRET_PROPERTIES - {"ssl_key"}))
+def test_no_secret_property_reaches_the_log(ecg_artifact, kafka_bootstrap, topics, tmp_path, name):
+    """Each documented secret, given by -X to a worker that connects, logs its configuration and stops (a topic
+    is missing): its value is nowhere in the output, and the property is named, masked."""
+    value = f"leak-me-{name}-7f3a9"
+    done = run_to_exit(worker_command(ecg_artifact, kafka_bootstrap, dict(topics, input="absent-topic-x"), "g-leak", "--runtime", "litert", "-X", f"{name}={value}"))
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert value not in done.stderr + done.stdout
+    assert f"'{name}': '***'" in done.stderr
+
+
 def test_secrets_from_kafka_config_are_not_logged(ecg_artifact, kafka_bootstrap, topics, tmp_path):
     config = tmp_path / "client.properties"
     config.write_text("# test\nsasl.password=hunter2-secret\nclient.id=anomstream-test\n")
