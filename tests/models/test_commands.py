@@ -153,3 +153,24 @@ def test_without_matplotlib_a_report_keeps_its_numbers_and_says_why_it_has_no_fi
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["report.json", "report.md", "scores.csv"]
     assert "Figures are left out: matplotlib is not installed" in (tmp_path / "r" / "report.md").read_text()
     assert "matplotlib is not installed" in done.stderr
+
+
+def test_ctrl_c_is_exit_130_and_one_sentence(tmp_path, synthetic_csv):
+    """README: 130 interrupted (Ctrl-C); no traceback, and no half-written artifact."""
+    import signal
+    import time
+
+    out = tmp_path / "model"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "anomstream", "train", "--data", str(synthetic_csv), "--out", str(out), "--epochs", "100000", "--batch-size", "8"],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    lines = []
+    while not lines or ("training dense on" not in lines[-1] and lines[-1]):  # logged as the epochs begin
+        lines.append(process.stderr.readline())
+    time.sleep(2.0)  # well into the epochs
+    process.send_signal(signal.SIGINT)
+    rest = process.stderr.read()
+    assert process.wait(60) == 130, "".join(lines) + rest
+    assert rest.strip().splitlines()[-1] == "anomstream train: interrupted."
+    assert "Traceback" not in rest and not (out / "model.json").exists()
