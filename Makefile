@@ -20,7 +20,8 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+# -qq: setuptools warns on every editable install of a package-dir mapping (the package's own layout, not a fault)
+	$(BIN)/python -m pip install -qq -e '.[test]'
 	@touch $@
 
 # The main job on the embedded broker: train (once, cached), serve, replay, validate, report.
