@@ -24,6 +24,7 @@ from anomstream.stream.settings import WorkerSettings
 log = logging.getLogger("anomstream.kafka")
 LIBRDKAFKA_LOG = logging.getLogger("anomstream.librdkafka")  # librdkafka's own lines, via `create`
 
+PRODUCER_MAX_BYTES = 8 * 1024 * 1024  # the worker's producer message.max.bytes (see producer_config)
 AUTH_ERRORS = {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED, KafkaError.TOPIC_AUTHORIZATION_FAILED}
 
 
@@ -95,7 +96,10 @@ def producer_config(settings: WorkerSettings, errors: ErrorWatch) -> dict[str, A
         # librdkafka's default (1,000,000) is below the broker's (1,048,588): without this, an input the broker
         # accepted could not be dead-lettered, and the worker would stop on it again after every restart.
         # The topics' max.message.bytes stay the real limit, with a clear error from the broker.
-        "message.max.bytes": 8 * 1024 * 1024,
+        "message.max.bytes": PRODUCER_MAX_BYTES,
+        # Cheap, and what lets a dead letter of an input the upstream producer compressed fit the DLQ whole
+        # (stream/dead_letters.py). librdkafka sends a batch uncompressed when compressing would not shrink it.
+        "compression.type": "lz4",
         "error_cb": errors,
         **settings.common_config(),
     }

@@ -12,6 +12,7 @@ nesting beyond the recursion limit and repeated JSON keys are all dead letters.
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import json
 import logging
@@ -38,6 +39,7 @@ TOO_LARGE = "too_large"
 REASONS = (NOT_JSON, BAD_SCHEMA, WRONG_LENGTH, NON_FINITE, BAD_BINARY, TOO_LARGE)
 
 TOO_DEEP = "the message nests too deeply to decode (Python's recursion limit)."
+HEADERS_NOT_UTF8 = "a header key is not UTF-8, so the headers cannot be read or copied; the source offset points to the original."
 DECODER_FAILED = "the decoder failed on this message"  # the safety net in decode_batch; tests check it never fires
 
 log = logging.getLogger("anomstream.codec")
@@ -88,6 +90,9 @@ class Invalid:
     message: Message
     reason: str
     detail: str
+    # What the dead letter copies: None to read them from the message (the codec never did); UNREADABLE when
+    # confluent-kafka could not, and must not be asked again (see read_headers).
+    headers: list[tuple[str, bytes | None]] | None = None
 
 
 @dataclass
@@ -113,7 +118,7 @@ def decode_batch(messages: list[Message], window_length: int) -> Batch:
         try:
             window, row = _decode(message, window_length)
         except _Bad as bad:
-            invalid.append(Invalid(message, bad.reason, bad.detail))
+            invalid.append(Invalid(message, bad.reason, bad.detail, UNREADABLE if bad.detail == HEADERS_NOT_UTF8 else None))
             continue
         except Exception as exc:  # a decoder bug must not turn one message into a poison pill that stops the worker
             log.warning("decoding %s[%s]@%s failed unexpectedly", message.topic(), message.partition(), message.offset(), exc_info=True)
@@ -156,10 +161,36 @@ def _decode(message: Message, window_length: int) -> tuple[Window, list[float] |
     body = message.value() or b""
     if len(body) > MAX_BYTES:
         raise _Bad(TOO_LARGE, f"the message is {len(body)} bytes; the limit is {MAX_BYTES}.")
-    headers = message.headers()
+    headers = read_headers(message)
+    if headers is UNREADABLE:
+        raise _Bad(BAD_SCHEMA, HEADERS_NOT_UTF8)
     if headers and _last(headers, CONTENT_TYPE) == F32:
         return _decode_f32(message, body, headers, window_length)
     return _decode_json(message, body, window_length)
+
+
+UNREADABLE: list[tuple[str, bytes | None]] = []  # read_headers' answer for headers confluent-kafka cannot read
+# ctypes checks CPython's error indicator after every `pythonapi` call and raises what it finds there.
+_raise_pending = ctypes.pythonapi.PyErr_Occurred
+_raise_pending.argtypes, _raise_pending.restype = [], ctypes.c_void_p
+
+
+def read_headers(message: Message) -> list[tuple[str, bytes | None]] | None:
+    """`message.headers()`, or UNREADABLE for a header key that is not UTF-8. Call it once per message.
+
+    confluent-kafka 2.16 converts such a key with `PyUnicode_FromString`, leaves the UnicodeDecodeError
+    pending and returns a list whose tuple holds NULL. Called cold, that is a SystemError; once CPython 3.11
+    has specialised the call, nothing checks, the call returns the broken list and the worker crashed
+    (SIGSEGV) on the first read of it: a poison pill (tests/stream/test_dead_letters.py). `_raise_pending`
+    raises whatever error the conversion left behind (~70 ns, paid only by messages with headers).
+    """
+    try:
+        headers = message.headers()
+        if headers:
+            _raise_pending()
+        return headers
+    except Exception:  # the pending UnicodeDecodeError, or SystemError when CPython did check
+        return UNREADABLE
 
 
 def _last(headers: list[tuple[str, bytes | None]], name: str) -> bytes | None:

@@ -30,6 +30,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -71,6 +72,7 @@ class Record(msgspec.Struct, gc=False):
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes | None]] | None = None
+    shrink: Any = None  # a dead letter's cut copy, `shrink()`, to send instead if the broker refuses it as too large
 
 
 class _Producing:
@@ -125,6 +127,7 @@ class ExactlyOnce(Generic[T]):
         self._offsets: dict[tuple[str, int], int] = {}
         self._tallies: list[T] = []
         self._doomed: KafkaError | None = None  # an abortable error seen while producing
+        self._refused: set[int] = set()  # id() of kept dead letters the broker refused as too large: cut on redo
         self.wedged = False  # librdkafka stopped returning from transactional calls
         self._retrying("init_transactions", producer.init_transactions)
 
@@ -140,10 +143,20 @@ class ExactlyOnce(Generic[T]):
         if self._doomed is None:
             try:
                 for record in records:
-                    self._out.produce(record)
+                    self._produce(record)
             except KafkaException as exc:
                 self._doomed = _abortable(exc)  # redone from self._records at commit
         self.producer.poll(0)  # serve delivery reports: until served they count against the queue
+
+    def _produce(self, record: Record) -> None:
+        if record.shrink is None:
+            self._out.produce(record)
+        else:
+            self._out.produce(record, on_delivery=partial(self._on_letter, record))
+
+    def _on_letter(self, record: Record, error: KafkaError | None, _message: Any) -> None:
+        if error is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+            self._refused.add(id(record))  # the transaction aborts at commit; the redo sends the cut copy
 
     def due(self) -> bool:
         return self._opened is not None and time.monotonic() - self._opened >= self.commit_interval_s
@@ -165,6 +178,7 @@ class ExactlyOnce(Generic[T]):
                 self._retrying("commit_transaction", self.producer.commit_transaction)
                 done, self._tallies = self._tallies, []
                 self._records, self._offsets, self._opened = [], {}, None
+                self._refused.clear()
                 return done
             except KafkaException as exc:
                 error = _abortable(exc)
@@ -178,19 +192,22 @@ class ExactlyOnce(Generic[T]):
 
     def adopt(self, stuck: ExactlyOnce[T]) -> None:
         """Take over a wedged producer's open transaction: begin a new one with the same outputs and offsets."""
-        self._records, self._offsets, self._tallies = stuck._records, stuck._offsets, stuck._tallies
-        stuck._records, stuck._offsets, stuck._tallies = [], {}, []
+        self._records, self._offsets, self._tallies, self._refused = stuck._records, stuck._offsets, stuck._tallies, stuck._refused
+        stuck._records, stuck._offsets, stuck._tallies, stuck._refused = [], {}, [], set()
         if self._records or self._offsets:
             self._replay()
 
     def _replay(self) -> None:
         """Begin a transaction and produce every record kept for the open one again."""
         self._doomed = None
+        if self._refused:
+            self._records = [record.shrink() if id(record) in self._refused else record for record in self._records]
+            self._refused.clear()
         self._retrying("begin_transaction", lambda _timeout: self.producer.begin_transaction())
         self._opened = time.monotonic()
         try:
             for record in self._records:
-                self._out.produce(record)
+                self._produce(record)
         except KafkaException as exc:
             self._doomed = _abortable(exc)
 
@@ -199,6 +216,7 @@ class ExactlyOnce(Generic[T]):
         if self._opened is not None:
             self.abort_open()
         self._records, self._offsets, self._tallies, self._opened, self._doomed = [], {}, [], None, None
+        self._refused.clear()
 
     def _retrying(self, what: str, call: Any) -> None:
         """Retry a retriable error (a timeout, a coordinator moving) until it works, the worker stops, or GIVE_UP_S."""
@@ -283,6 +301,15 @@ class _InFlight(Generic[T]):
         if error is not None:
             self.failed.append((Record(message.topic(), message.key(), message.value(), message.headers()), error))
 
+    def on_letter(self, record: Record, error: KafkaError | None, _message: Any) -> None:
+        """A dead letter's report: the kept record, which knows its cut copy."""
+        self.outstanding -= 1
+        if error is not None:
+            self.failed.append((record, error))
+
+    def reporter(self, record: Record) -> Any:
+        return self.on_delivery if record.shrink is None else partial(self.on_letter, record)
+
 
 class AtLeastOnce(Generic[T]):
     """Offsets are stored batch by batch, in order, once all of a batch's outputs are acknowledged."""
@@ -298,7 +325,7 @@ class AtLeastOnce(Generic[T]):
         batch = _InFlight(offsets, tally, outstanding=len(records))
         self._in_flight.append(batch)
         for record in records:
-            self._out.produce(record, on_delivery=batch.on_delivery)
+            self._out.produce(record, on_delivery=batch.reporter(record))
         self.producer.poll(0)  # serve the reports that are already in
 
     def due(self) -> bool:
@@ -338,8 +365,10 @@ class AtLeastOnce(Generic[T]):
         batch.attempts += 1
         batch.outstanding = len(failed)
         log.warning("%d deliveries failed (attempt %d of %d): %s", len(failed), batch.attempts, ATTEMPTS, failed[0][1].str())
-        for record, _error in failed:
-            self._out.produce(record, on_delivery=batch.on_delivery)
+        for record, error in failed:
+            if record.shrink is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                record = record.shrink()  # the broker refused the whole copy: send the cut one
+            self._out.produce(record, on_delivery=batch.reporter(record))
 
     def drop(self) -> None:
         """Partitions were lost: their new owner redoes these windows; storing their offsets now would be stale."""

@@ -17,6 +17,10 @@ WINDOWS_CONSUMED = Counter("anomstream_windows_consumed_total", "Messages read f
 WINDOWS_SCORED = Counter("anomstream_windows_scored_total", "Windows scored and published to the scores topic.")
 ANOMALIES = Counter("anomstream_anomalies_total", "Windows whose reconstruction error was above the threshold.")
 INVALID = Counter("anomstream_invalid_messages_total", "Messages sent to the dead-letter topic, by reason.", ["reason"])
+DEAD_LETTERS_TRUNCATED = Counter(
+    "anomstream_dead_letters_truncated_total",
+    "Dead letters sent as a prefix of the input (header error.truncated): the whole copy did not fit the DLQ.",
+)
 PRODUCER_REPLACEMENTS = Counter(
     "anomstream_producer_replacements_total",
     "Transactional producers replaced because librdkafka wedged in a transactional call (after broker restarts).",

@@ -20,6 +20,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from anomstream.models.detector import Detector, Scores
 from anomstream.stream import clients, codec, heap, metrics, verdict
 from anomstream.stream.batcher import Batcher
+from anomstream.stream.dead_letters import DeadLetters, topic_limit
 from anomstream.stream.delivery import AtLeastOnce, ExactlyOnce, ProducerWedged, Record
 from anomstream.stream.health import Health, serve
 from anomstream.stream.live_model import LiveModel
@@ -66,6 +67,7 @@ class Worker:
             self.health.broker_up = True
             topics = [s.input_topic, s.scores_topic, s.output_topic, s.dlq_topic]
             clients.ensure_topics(admin, topics, s.bootstrap_servers, s.create_topics)
+            self.dead_letters = DeadLetters(s.dlq_topic, topic_limit(admin, s.dlq_topic))
             del admin  # never polled again: alive, it would keep queueing librdkafka's log lines during an outage
 
             producer = clients.create(Producer, clients.producer_config(s, errors))
@@ -119,7 +121,7 @@ class Worker:
         scores = loaded.score(batch.values)  # one model call for the whole batch
         stage = self._timed("score", stage)
         records, anomalies = self.verdicts(loaded, batch, scores)
-        records += [self.dead_letter(bad) for bad in batch.invalid]
+        records += [self.dead_letters.letter(bad) for bad in batch.invalid]
         tally = metrics.BatchTally(
             consumed=len(messages),
             scored=len(batch.windows),
@@ -176,18 +178,6 @@ class Worker:
             if anomaly:
                 records.append(Record(anomalies_topic, key, value))
         return records, int(scores.anomalous.sum())
-
-    def dead_letter(self, bad: codec.Invalid) -> Record:
-        """The original key, value and headers byte for byte, plus why and where from."""
-        message = bad.message
-        headers = list(message.headers() or []) + [
-            ("error.reason", bad.reason.encode()),
-            ("error.detail", bad.detail.encode()),
-            ("source.topic", message.topic().encode()),
-            ("source.partition", str(message.partition()).encode()),
-            ("source.offset", str(message.offset()).encode()),
-        ]
-        return Record(self.settings.dlq_topic, message.key(), message.value(), headers)
 
     @staticmethod
     def next_offsets(messages: list[Any]) -> list[TopicPartition]:

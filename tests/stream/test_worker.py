@@ -148,15 +148,17 @@ def test_every_reason_reaches_the_dead_letter_topic_with_the_original_bytes(ecg_
 
 
 def test_an_aborted_transaction_shows_nothing_and_commits_no_offset(ecg_split, worker_settings, topics, new_topic, send, read, start_worker, kafka_bootstrap):
-    """The DLQ topic refuses big messages, so the batch's transaction must abort: a real broker-side failure."""
-    small_dlq = new_topic(config={"max.message.bytes": "1000"})
+    """The scores topic refuses every verdict (max.message.bytes below a verdict's size), so the batch's
+    transaction must abort: a real broker-side failure. (A dead letter too big for its topic no longer does:
+    it is cut to fit, tests/stream/test_dead_letters.py.)"""
+    tiny_scores = new_topic(config={"max.message.bytes": "100"})
     send(topics["input"], windows_as_json(ecg_split, np.arange(3)) + [(b"k", b"x" * 5000, None)])
-    worker = start_worker(worker_settings, dlq_topic=small_dlq, max_batch=16, max_wait_ms=500)
+    worker = start_worker(worker_settings, scores_topic=tiny_scores, max_batch=16, max_wait_ms=500)
     worker.thread.join(120)
     assert not worker.thread.is_alive(), "worker should stop after the transaction keeps failing"
     assert "could not be committed" in str(worker.error) or "cannot be retried" in str(worker.error)
-    assert read(topics["scores"], 0, timeout=5) == []  # read_committed: nothing from the aborted batches
-    assert len(read(topics["scores"], 3, timeout=10, committed_only=False)) >= 3  # they were written, then aborted
+    assert read(topics["dlq"], 0, timeout=5) == []  # read_committed: nothing from the aborted batches
+    assert len(read(topics["dlq"], 1, timeout=10, committed_only=False)) >= 1  # the dead letter was written, then aborted
     group = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": worker_settings.group_id})
     from confluent_kafka import TopicPartition
 
