@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -101,6 +102,19 @@ class ProcessBroker:
     def kill(self) -> None:
         """SIGKILL the whole process group at once: a crash, for chaos tests and exit cleanup."""
         self._terminate(grace=0.0)
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """SIGSTOP the broker for the block, then SIGCONT: a broker that holds its connections open and answers
+        nothing (a GC pause, a hung disk), which is what makes a client's calls time out rather than fail."""
+        if self._proc is None:
+            raise BrokerError(f"{self.title} is not running: nothing to freeze.")
+        os.killpg(self._proc.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._proc.pid, signal.SIGCONT)
 
     def stop(self) -> None:
         """Terminate (SIGTERM, then SIGKILL after ``stop_timeout``) and delete temporary data."""

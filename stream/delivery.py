@@ -44,10 +44,12 @@ T = TypeVar("T")
 
 CALL_TIMEOUT_S = 10.0  # one transactional call; short so that the retry loop can check the stop flag
 GIVE_UP_S = 60.0  # retriable errors for this long in a row: stop; the successor resumes from the last commit
-# After a broker restart librdkafka can stay stuck on a timed-out transactional call, answering every
-# retry with "Simultaneous ... API calls not allowed" (_CONFLICT; confluentinc/librdkafka#5456):
-# after this long, the producer is replaced (see ProducerWedged).
+# After a broker restart librdkafka can stay stuck on a timed-out transactional call (confluentinc/librdkafka#5456),
+# answering a retry of the same call with "Simultaneous ... API calls not allowed" (_PREV_IN_PROGRESS) and any
+# other with "Conflicting ... API call is already in progress" (_CONFLICT), as librdkafka 2.16 does while a call
+# runs on another thread (tests/stream/test_stalls.py): after this long, the producer is replaced (ProducerWedged).
 WEDGED_AFTER_S = 20.0
+IN_PROGRESS = (KafkaError._PREV_IN_PROGRESS, KafkaError._CONFLICT)
 ATTEMPTS = 5  # aborted transactions, or failed deliveries, per batch before the worker stops
 STOP_GRACE_S = 10.0  # once stopping, how long to wait for Kafka to take the outputs still in hand
 HANG_MARGIN_S = 20.0  # a transactional call still running this long past its own timeout is wedged
@@ -212,11 +214,16 @@ class ExactlyOnce(Generic[T]):
             self._doomed = _abortable(exc)
 
     def drop(self) -> None:
-        """Partitions were lost: their new owner redoes these windows, so abort rather than commit."""
-        if self._opened is not None:
-            self.abort_open()
+        """Partitions were lost: their new owner redoes these windows, so abort rather than commit.
+
+        The abort is retried and watched like every transactional call: one that timed out and was let go
+        left the transaction aborting, and the next `begin_transaction` failed for good. A wedge raises
+        ProducerWedged, with nothing left to redo."""
+        opened = self._opened is not None
         self._records, self._offsets, self._tallies, self._opened, self._doomed = [], {}, [], None, None
         self._refused.clear()
+        if opened:
+            self._retrying("abort_transaction", self.producer.abort_transaction)
 
     def _retrying(self, what: str, call: Any) -> None:
         """Retry a retriable error (a timeout, a coordinator moving) until it works, the worker stops, or GIVE_UP_S."""
@@ -233,7 +240,7 @@ class ExactlyOnce(Generic[T]):
                         raise  # the caller aborts and redoes the transaction
                     raise DeliveryError(f"{what} failed and cannot be retried: {error.str()} ({error.name()}).") from None
                 waited = time.monotonic() - started
-                if error.code() == KafkaError._CONFLICT and waited > WEDGED_AFTER_S:
+                if error.code() in IN_PROGRESS and waited > WEDGED_AFTER_S:
                     self.wedged = True
                     raise ProducerWedged(f"librdkafka keeps refusing to repeat {what} ({error.str()}).") from None
                 if self.stopping.is_set() or waited > GIVE_UP_S:

@@ -221,7 +221,10 @@ class Worker:
         # Lost (not revoked): another worker may own them already, so committing now could be stale.
         log.warning("lost %d partitions; uncommitted windows will be rescored by their new owner", len(partitions))
         self.batcher.take()
-        self.delivery.drop()
+        try:
+            self.delivery.drop()
+        except ProducerWedged as exc:
+            self._replace_producer(exc)  # nothing to redo: the fresh producer only fences the stuck one
         self._forget_lag(partitions)
         self.health.assigned = False
 
