@@ -73,9 +73,14 @@ def consumer_config(
         "auto.offset.reset": "earliest",
         # Upstream producers may be transactional too: never score aborted windows.
         "isolation.level": "read_committed",
+        # A crashed replica's partitions move after this long (librdkafka's default, 45 s, is all of a crash's cost
+        # without --instance-id; Kafka's own default was 10 s until 3.0). Heartbeats come from librdkafka's thread,
+        # so a long batch never counts against it. -X session.timeout.ms=... to change.
+        "session.timeout.ms": 10_000,
         "statistics.interval.ms": 5000,
         "stats_cb": on_statistics(settings.input_topic, on_brokers),
         "error_cb": errors,
+        **settings.consumer_identity(),
         **settings.common_config(),
     }
     if settings.exactly_once:

@@ -34,7 +34,19 @@ def register(commands: argparse._SubParsersAction) -> None:
     worker.add_argument("--dlq-topic", default="telemetry-windows-dlq", help="dead-letter topic for bad input (default: telemetry-windows-dlq)")
     worker.add_argument("--group-id", default="anomstream", help="consumer group; workers with the same id share partitions (default: anomstream)")
     worker.add_argument("--delivery", choices=["exactly-once", "at-least-once"], default="exactly-once", help="delivery guarantee (default: exactly-once)")
-    worker.add_argument("--transactional-id", default="", help="exactly-once producer id; stable per replica speeds up recovery (default: anomstream-<group>-<host>-<pid>)")
+    worker.add_argument(
+        "--instance-id",
+        default="",
+        help="this replica's stable name (a StatefulSet pod's, a host's): static group membership (a restart rejoins"
+        " without a rebalance) and the transactional id anomstream-<group>-<instance-id>, so a successor aborts a"
+        " crashed predecessor's open transaction at once (default: none)",
+    )
+    worker.add_argument(
+        "--transactional-id",
+        default="",
+        help="exactly-once producer id, if not the one --instance-id gives (default: anomstream-<group>-<instance-id>,"
+        " or without --instance-id anomstream-<group>-<host>-<random>, unique per process)",
+    )
     worker.add_argument("--max-batch", type=int, default=512, help="most messages per micro-batch (default: 512)")
     worker.add_argument("--max-wait-ms", type=int, default=50, help="longest wait for a batch to fill after its first message (default: 50)")
     worker.add_argument(
@@ -47,9 +59,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     worker.add_argument(
         "--transaction-timeout-ms",
         type=int,
-        default=60_000,
+        default=10_000,
         help="exactly-once: how long the broker keeps a dead worker's open transaction before aborting it (it blocks"
-        " read_committed readers of the outputs meanwhile); at most the broker's transaction.max.timeout.ms (default: 60000)",
+        " read_committed readers of the outputs meanwhile, unless a successor with the same transactional id aborts"
+        " it first); at least twice --commit-interval-ms + 1 s, at most the broker's transaction.max.timeout.ms"
+        " (default: 10000, as Kafka Streams)",
     )
     worker.add_argument("--metrics-host", default="0.0.0.0", help="address of the /metrics, /healthz, /readyz server (default: 0.0.0.0)")
     worker.add_argument("--metrics-port", type=int, default=9100, help="port of that server; 0 picks a free one (default: 9100)")

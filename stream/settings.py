@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import os
 import socket
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +15,7 @@ from anomstream.errors import ConfigError
 # --kafka-config they are refused with the reason, not applied last and silently (README, "Configuration").
 OWNED_PROPERTIES = {
     "group.id": "use --group-id",
+    "group.instance.id": "use --instance-id, which also gives the replica its transactional id",
     "transactional.id": "use --transactional-id",
     "transaction.timeout.ms": "use --transaction-timeout-ms",
     "auto.commit.interval.ms": "use --commit-interval-ms",
@@ -41,16 +42,25 @@ class WorkerSettings:
     group_id: str = "anomstream"
     delivery: str = "exactly-once"
     transactional_id: str = ""
+    instance_id: str = ""
     max_batch: int = 512
     max_wait_ms: int = 50
     commit_interval_ms: int = 100
-    transaction_timeout_ms: int = 60_000
+    transaction_timeout_ms: int = 10_000
     metrics_host: str = "0.0.0.0"
     metrics_port: int = 9100
     reload_interval_s: float = 5.0
     startup_timeout_s: float = 60.0
     create_topics: bool = False
     kafka: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.exactly_once and self.transaction_timeout_ms < 2 * self.commit_interval_ms + 1000:
+            raise ConfigError(
+                f"--transaction-timeout-ms {self.transaction_timeout_ms} is too short for --commit-interval-ms"
+                f" {self.commit_interval_ms}: the broker would abort transactions still being filled; give it at least"
+                f" {2 * self.commit_interval_ms + 1000}."
+            )
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> WorkerSettings:
@@ -78,7 +88,7 @@ class WorkerSettings:
             cls,
             args,
             model=Path(args.model),
-            transactional_id=args.transactional_id or f"anomstream-{args.group_id}-{socket.gethostname()}-{os.getpid()}",
+            transactional_id=args.transactional_id or default_transactional_id(args.group_id, args.instance_id),
             kafka=kafka,
         )
 
@@ -86,7 +96,22 @@ class WorkerSettings:
     def exactly_once(self) -> bool:
         return self.delivery == "exactly-once"
 
+    def consumer_identity(self) -> dict[str, str]:
+        """Static membership when the replica has a stable name: a restart within the session timeout rejoins
+        without a rebalance."""
+        return {"group.instance.id": self.instance_id} if self.instance_id else {}
+
     def common_config(self) -> dict[str, str]:
         return {"bootstrap.servers": self.bootstrap_servers, "client.id": "anomstream-worker", **self.kafka}
 
 
+
+
+def default_transactional_id(group: str, instance_id: str) -> str:
+    """A replica's own id: its stable name when it has one, so a successor aborts a crashed predecessor's open
+    transaction at once; else unique per process (the host name and a random part; a pid is 1 in every container,
+    and two replicas with one host name fenced each other in a loop), and the broker aborts it after
+    --transaction-timeout-ms."""
+    if instance_id:
+        return f"anomstream-{group}-{instance_id}"
+    return f"anomstream-{group}-{socket.gethostname()}-{uuid.uuid4().hex[:8]}"

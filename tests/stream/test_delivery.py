@@ -33,7 +33,7 @@ def committed_offset(bootstrap: str, group: str, topic: str) -> int:
 
 def test_one_transaction_spans_the_batches_of_a_commit_interval(ecg_split, worker_settings, topics, send, read, start_worker, kafka_bootstrap):
     """Scored batches stay invisible to read_committed readers until the interval's one commit (here: at stop)."""
-    worker = start_worker(worker_settings, max_batch=16, commit_interval_ms=60_000)
+    worker = start_worker(worker_settings, max_batch=16, commit_interval_ms=60_000, transaction_timeout_ms=130_000)
     send(topics["input"], ecg_messages(ecg_split, 100))
     uncommitted = read(topics["scores"], 100, committed_only=False, timeout=60)
     assert len(uncommitted) == 100  # 7 batches of at most 16, all produced...
@@ -105,7 +105,7 @@ def test_a_replaced_producer_fences_the_stuck_one_and_redoes_its_transaction(ecg
     the open transaction's outputs are written again by a fresh producer; the stuck one's copy is aborted."""
     from anomstream.stream.delivery import ProducerWedged
 
-    worker = start_worker(worker_settings, max_batch=16, commit_interval_ms=60_000)
+    worker = start_worker(worker_settings, max_batch=16, commit_interval_ms=60_000, transaction_timeout_ms=130_000)
     send(topics["input"], ecg_messages(ecg_split, 100))
     assert len(read(topics["scores"], 100, committed_only=False, timeout=60)) == 100
     stuck = worker.worker.delivery.producer

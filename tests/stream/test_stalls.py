@@ -77,7 +77,7 @@ def settings(broker: ApacheKafka, ecg_artifact, **changes) -> WorkerSettings:
         model=ecg_artifact, bootstrap_servers=broker.bootstrap_servers, input_topic=topics["input"],
         scores_topic=topics["scores"], output_topic=topics["anomalies"], dlq_topic=topics["dlq"],
         group_id=f"stall-{run}", transactional_id=f"stall-{run}", metrics_host="127.0.0.1", metrics_port=0,
-        max_wait_ms=20, reload_interval_s=0, **changes,
+        max_wait_ms=20, reload_interval_s=0, transaction_timeout_ms=60_000, **changes,
     )  # fmt: skip
 
 

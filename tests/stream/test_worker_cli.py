@@ -87,6 +87,8 @@ def test_unreachable_broker_waits_then_fails_clearly(ecg_artifact, topics):
         (["-X", "transaction.timeout.ms=5000"], "-X transaction.timeout.ms (or --kafka-config) cannot be set for the worker: use --transaction-timeout-ms."),
         (["-X", "message.max.bytes=1000"], "-X message.max.bytes (or --kafka-config) cannot be set for the worker: the worker's producer takes any record"),
         (["--transaction-timeout-ms", "10"], "--transaction-timeout-ms 10 is out of range"),
+        (["--commit-interval-ms", "5000"], "--transaction-timeout-ms 10000 is too short for --commit-interval-ms 5000: the broker would abort transactions still being filled; give it at least 11000."),
+        (["-X", "group.instance.id=pod-0"], "-X group.instance.id (or --kafka-config) cannot be set for the worker: use --instance-id"),
     ],
 )
 def test_bad_configuration_exits_2_with_one_sentence(ecg_artifact, kafka_bootstrap, topics, extra, message):
@@ -110,7 +112,7 @@ def test_a_fatal_consumer_error_is_one_sentence_and_exit_1(ecg_artifact, apache_
     """A static member fenced by a newer one with its instance id gets a fatal error: once a traceback."""
     from confluent_kafka import Consumer
 
-    with WorkerProcess.start(ecg_artifact, apache_kafka.bootstrap_servers, topics, "g-fenced", tmp_path / "fenced.log", "-X", "group.instance.id=replica-0") as worker:
+    with WorkerProcess.start(ecg_artifact, apache_kafka.bootstrap_servers, topics, "g-fenced", tmp_path / "fenced.log", "--instance-id", "replica-0") as worker:
         worker.wait_ready(120)
         usurper = Consumer({"bootstrap.servers": apache_kafka.bootstrap_servers, "group.id": "g-fenced", "group.instance.id": "replica-0"})
         usurper.subscribe([topics["input"]])

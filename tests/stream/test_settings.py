@@ -1,0 +1,40 @@
+"""The worker's identity in the group and in transactions (stream/settings.py)."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from anomstream.errors import ConfigError
+from anomstream.stream import commands
+from anomstream.stream.clients import ErrorWatch, consumer_config, producer_config
+from anomstream.stream.settings import WorkerSettings, default_transactional_id
+
+
+def settings(*argv: str) -> WorkerSettings:
+    parser = argparse.ArgumentParser()
+    commands.register(parser.add_subparsers())
+    return WorkerSettings.from_args(parser.parse_args(["worker", "--model", "m", *argv]))
+
+
+def test_without_a_stable_name_every_process_gets_its_own_transactional_id():
+    """Two replicas with one host name (host networking) and pid 1 (every container) fenced each other in a loop."""
+    ids = {default_transactional_id("g", "") for _ in range(50)}
+    assert len(ids) == 50 and all(i.startswith("anomstream-g-") for i in ids)
+
+
+def test_a_stable_name_gives_the_same_transactional_id_and_static_membership():
+    first, again = settings("--instance-id", "pod-0"), settings("--instance-id", "pod-0")
+    assert first.transactional_id == again.transactional_id == "anomstream-anomstream-pod-0"
+    assert consumer_config(first, ErrorWatch())["group.instance.id"] == "pod-0"
+    assert "group.instance.id" not in consumer_config(settings(), ErrorWatch())
+    assert producer_config(first, ErrorWatch())["transactional.id"] == "anomstream-anomstream-pod-0"
+
+
+def test_the_transaction_timeout_defaults_to_10_s_and_must_outlast_two_commit_intervals():
+    assert producer_config(settings(), ErrorWatch())["transaction.timeout.ms"] == 10_000
+    with pytest.raises(ConfigError, match="too short for --commit-interval-ms 60000"):
+        settings("--commit-interval-ms", "60000")
+    assert settings("--commit-interval-ms", "60000", "--transaction-timeout-ms", "121000").transaction_timeout_ms == 121_000
+    assert settings("--commit-interval-ms", "60000", "--delivery", "at-least-once").commit_interval_ms == 60_000
