@@ -77,6 +77,9 @@ def consumer_config(
         # without --instance-id; Kafka's own default was 10 s until 3.0). Heartbeats come from librdkafka's thread,
         # so a long batch never counts against it. -X session.timeout.ms=... to change.
         "session.timeout.ms": 10_000,
+        # Incremental rebalancing: a replica joining or leaving moves only the partitions that must move, and
+        # the others keep scoring (the eager default stopped every member on each scale event or restart).
+        "partition.assignment.strategy": "cooperative-sticky",
         "statistics.interval.ms": 5000,
         "stats_cb": on_statistics(settings.input_topic, on_brokers),
         "error_cb": errors,

@@ -39,6 +39,9 @@ class Worker:
         self.batches = 0
         self.batches_committed = 0
         self._stuck_producers: list[Any] = []
+        # (topic, partition) assigned now, kept by the rebalance callbacks: asking the consumer from another
+        # thread blocks while it rebalances.
+        self.owned: set[tuple[str, int]] = set()
 
     def stop(self) -> None:
         """Signal-safe: only sets the flag the loop checks between batches."""
@@ -205,7 +208,9 @@ class Worker:
     # Rebalance callbacks run inside consumer.consume(), on this thread.
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         log.info("assigned %s", ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "nothing")
-        self.health.assigned = bool(partitions) or self.health.assigned
+        # Cooperative rebalancing hands over only what moves (often nothing): the rest is still owned.
+        self.owned |= {(p.topic, p.partition) for p in partitions}
+        self.health.assigned = bool(self.owned)
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         """Finish and commit what is in hand before the partitions go to another worker."""
@@ -215,7 +220,9 @@ class Worker:
         if not self.settings.exactly_once:
             self._commit_stored(consumer)
         self._forget_lag(partitions)
-        self.health.assigned = False
+        # Cooperative rebalancing revokes only what moves: ready while anything is left.
+        self.owned -= {(p.topic, p.partition) for p in partitions}
+        self.health.assigned = bool(self.owned)
 
     def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         # Lost (not revoked): another worker may own them already, so committing now could be stale.
@@ -226,7 +233,8 @@ class Worker:
         except ProducerWedged as exc:
             self._replace_producer(exc)  # nothing to redo: the fresh producer only fences the stuck one
         self._forget_lag(partitions)
-        self.health.assigned = False
+        self.owned -= {(p.topic, p.partition) for p in partitions}
+        self.health.assigned = bool(self.owned)
 
     @staticmethod
     def _forget_lag(partitions: list[TopicPartition]) -> None:

@@ -38,3 +38,10 @@ def test_the_transaction_timeout_defaults_to_10_s_and_must_outlast_two_commit_in
         settings("--commit-interval-ms", "60000")
     assert settings("--commit-interval-ms", "60000", "--transaction-timeout-ms", "121000").transaction_timeout_ms == 121_000
     assert settings("--commit-interval-ms", "60000", "--delivery", "at-least-once").commit_interval_ms == 60_000
+
+
+def test_rebalances_are_incremental_and_a_crashed_member_leaves_after_10_s_unless_told_otherwise():
+    config = consumer_config(settings(), ErrorWatch())
+    assert (config["partition.assignment.strategy"], config["session.timeout.ms"]) == ("cooperative-sticky", 10_000)
+    told = consumer_config(settings("-X", "partition.assignment.strategy=range", "-X", "session.timeout.ms=45000"), ErrorWatch())
+    assert (told["partition.assignment.strategy"], told["session.timeout.ms"]) == ("range", "45000")

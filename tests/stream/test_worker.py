@@ -6,6 +6,8 @@ import itertools
 import json
 import shutil
 import subprocess
+import threading
+import time
 import urllib.error
 import urllib.request
 import weakref
@@ -294,3 +296,39 @@ def test_rebalance_between_two_workers_keeps_exactly_once(ecg_split, worker_sett
     second.stop()
     assert len(ids) == 3000
     assert len(set(ids)) == 3000
+
+
+def test_a_worker_stays_ready_while_a_second_joins_and_only_half_the_partitions_move(ecg_split, worker_settings, new_topic, send, start_worker):
+    """Cooperative rebalancing (the default now; the eager assignor stopped every member on each join): the first
+    worker stays ready, over HTTP, while a second joins and takes two of four partitions. Given through -X before,
+    cooperative-sticky left /readyz 503 for good, as the revoke marked the worker unassigned while it still
+    owned two partitions (measured with the old callbacks: 332 of 386 probes said 503)."""
+    source = new_topic(partitions=4)
+    settings = replace(worker_settings, input_topic=source, max_batch=32)
+    first = start_worker(settings)
+    statuses: list[int] = []
+    watching = threading.Event()
+
+    def watch() -> None:
+        while not watching.is_set():
+            try:
+                statuses.append(urllib.request.urlopen(first.url + "/readyz", timeout=5).status)
+            except urllib.error.HTTPError as exc:
+                statuses.append(exc.code)
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    test = ecg_split.test
+    send(source, [(f"k{i % 8}".encode(), codec.encode_window(f"w-{i}", test.windows[i % len(test)]), None) for i in range(200)])
+    second = start_worker(settings, transactional_id=settings.transactional_id + "-b")
+
+    def owned(worker) -> set[int]:
+        return {partition for _topic, partition in set(worker.worker.owned)}
+
+    assert _eventually(lambda: len(owned(first)) == 2 and len(owned(second)) == 2, timeout=60)
+    time.sleep(2)
+    watching.set()
+    watcher.join(10)
+    assert owned(first) | owned(second) == {0, 1, 2, 3}
+    assert statuses and set(statuses) == {200}, f"{statuses.count(503)} of {len(statuses)} probes said 503"
