@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -37,10 +39,19 @@ def test_training_repeats_with_the_same_seed(dataset):
 
 
 def test_normalisation_uses_the_training_split_only(dataset):
-    result = train(dataset, TrainConfig(epochs=1))
+    """One test window gets the data set's most extreme samples, so constants taken from the whole file (or from
+    the test split) would differ from the training split's, which they did not on the synthetic data alone."""
+    config = TrainConfig(epochs=1)
+    held_out = data.split(dataset, config.test_size, config.split_seed).test.rows[0]
+    windows = dataset.windows.copy()
+    row = int(np.flatnonzero(dataset.rows == held_out)[0])
+    windows[row, 0], windows[row, 1] = windows.max() + 100.0, windows.min() - 100.0
+    result = train(dataclasses.replace(dataset, windows=windows), config)
     norm = result.metadata_fields["normalisation"]
-    assert norm["minimum"] == pytest.approx(float(result.split.train.windows.min()))
-    assert norm["maximum"] == pytest.approx(float(result.split.train.windows.max()))
+    train_windows = result.split.train.windows
+    assert held_out not in set(result.split.train.rows.tolist())
+    assert norm["minimum"] == pytest.approx(float(train_windows.min())) and norm["minimum"] > windows.min()
+    assert norm["maximum"] == pytest.approx(float(train_windows.max())) and norm["maximum"] < windows.max()
 
 
 def test_trains_on_normal_windows_only_and_holds_out_for_fpr(dataset):

@@ -10,8 +10,6 @@ worker makes of it (issue 14, defects 2 and 7).
 
 from __future__ import annotations
 
-import json
-import logging
 import threading
 import time
 import uuid
@@ -21,13 +19,9 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from anomstream.brokers.apache_kafka import ApacheKafka
-from anomstream.stream import metrics
 from anomstream.stream.delivery import DeliveryError, ExactlyOnce, ProducerWedged, Record
-from anomstream.stream.settings import WorkerSettings
-from anomstream.stream.worker import WorkerThread
 from tests.needs import unavailable
-from tests.stream.conftest import consume, produce
-from tests.stream.test_delivery import committed_offset, ecg_messages
+from tests.stream.conftest import consume
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
@@ -39,76 +33,6 @@ def broker() -> Iterator[ApacheKafka]:
         unavailable(ApacheKafka.missing_tools())
     with ApacheKafka() as kafka:
         yield kafka
-
-
-class Lines(logging.Handler):
-    """The worker's log lines, to wait on."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.lines: list[str] = []
-        self.seen = threading.Event()
-        self.wanted = ""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        line = record.getMessage()
-        self.lines.append(line)
-        if self.wanted and self.wanted in line:
-            self.seen.set()
-
-
-@pytest.fixture
-def lines() -> Iterator[Lines]:
-    handler = Lines()
-    logging.getLogger("anomstream").addHandler(handler)
-    yield handler
-    logging.getLogger("anomstream").removeHandler(handler)
-
-
-def settings(broker: ApacheKafka, ecg_artifact, **changes) -> WorkerSettings:
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    run = uuid.uuid4().hex[:8]
-    topics = {role: f"stall-{role}-{run}" for role in ("input", "scores", "anomalies", "dlq")}
-    admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
-    for future in admin.create_topics([NewTopic(name, 1, 1) for name in topics.values()]).values():
-        future.result(timeout=60)
-    return WorkerSettings(
-        model=ecg_artifact, bootstrap_servers=broker.bootstrap_servers, input_topic=topics["input"],
-        scores_topic=topics["scores"], output_topic=topics["anomalies"], dlq_topic=topics["dlq"],
-        group_id=f"stall-{run}", transactional_id=f"stall-{run}", metrics_host="127.0.0.1", metrics_port=0,
-        max_wait_ms=20, reload_interval_s=0, transaction_timeout_ms=60_000, **changes,
-    )  # fmt: skip
-
-
-def test_a_commit_the_broker_never_answers_gets_the_producer_replaced(broker, ecg_artifact, ecg_split, lines):
-    """The broker freezes while a transaction is open; at the commit, librdkafka 2.16's
-    `send_offsets_to_transaction` blocks far past its 10 s timeout (librdkafka#5511). The watchdog must notice
-    (30 s), replace the producer (the fresh one fences the stuck one) and commit the open transaction once."""
-    s = settings(broker, ecg_artifact, commit_interval_ms=10_000)
-    worker = WorkerThread(s).wait_ready(90)
-    replaced = metrics.PRODUCER_REPLACEMENTS._value.get()
-    try:
-        produce(s.bootstrap_servers, s.input_topic, ecg_messages(ecg_split, 100))
-        deadline = time.monotonic() + 30
-        while worker.worker.batches == 0 and time.monotonic() < deadline:  # a transaction is open
-            time.sleep(0.05)
-        lines.wanted = "Replacing the producer"
-        with broker.frozen():
-            assert lines.seen.wait(90), "no replacement within 90 s:\n" + "\n".join(lines.lines[-15:])
-        said = "\n".join(lines.lines)
-        assert "librdkafka has not returned from send_offsets_to_transaction in 30 s" in said, said[-3000:]
-        deadline = time.monotonic() + 60
-        while committed_offset(s.bootstrap_servers, s.group_id, s.input_topic) != 100 and time.monotonic() < deadline:
-            assert worker.error is None, worker.error
-            time.sleep(0.5)
-        assert worker.error is None, worker.error
-        assert metrics.PRODUCER_REPLACEMENTS._value.get() - replaced == 1
-    finally:
-        worker.stop(90)
-    verdicts = consume(s.bootstrap_servers, s.scores_topic, 100, timeout=30)
-    assert sorted(json.loads(m.value())["id"] for m in verdicts) == sorted(f"w-{i}" for i in range(100))
-    assert committed_offset(s.bootstrap_servers, s.group_id, s.input_topic) == 100
 
 
 def test_a_broker_silent_for_longer_than_the_give_up_time_stops_delivery_with_one_sentence(broker):

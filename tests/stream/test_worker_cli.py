@@ -114,7 +114,8 @@ def test_a_fatal_consumer_error_is_one_sentence_and_exit_1(ecg_artifact, apache_
 
     with WorkerProcess.start(ecg_artifact, apache_kafka.bootstrap_servers, topics, "g-fenced", tmp_path / "fenced.log", "--instance-id", "replica-0") as worker:
         worker.wait_ready(120)
-        usurper = Consumer({"bootstrap.servers": apache_kafka.bootstrap_servers, "group.id": "g-fenced", "group.instance.id": "replica-0"})
+        usurper = Consumer({"bootstrap.servers": apache_kafka.bootstrap_servers, "group.id": "g-fenced", "group.instance.id": "replica-0",
+                             "partition.assignment.strategy": "cooperative-sticky"})  # as a second replica would
         usurper.subscribe([topics["input"]])
         try:
             deadline = time.monotonic() + 90
