@@ -103,10 +103,11 @@ class Batch:
 
 
 class _Bad(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: str, detail: str, headers: list[tuple[str, bytes | None]] | None = None) -> None:
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
+        self.headers = headers  # Invalid.headers
 
 
 def decode_batch(messages: list[Message], window_length: int) -> Batch:
@@ -118,7 +119,7 @@ def decode_batch(messages: list[Message], window_length: int) -> Batch:
         try:
             window, row = _decode(message, window_length)
         except _Bad as bad:
-            invalid.append(Invalid(message, bad.reason, bad.detail, UNREADABLE if bad.detail == HEADERS_NOT_UTF8 else None))
+            invalid.append(Invalid(message, bad.reason, bad.detail, bad.headers))
             continue
         except Exception as exc:  # a decoder bug must not turn one message into a poison pill that stops the worker
             log.warning("decoding %s[%s]@%s failed unexpectedly", message.topic(), message.partition(), message.offset(), exc_info=True)
@@ -163,7 +164,7 @@ def _decode(message: Message, window_length: int) -> tuple[Window, list[float] |
         raise _Bad(TOO_LARGE, f"the message is {len(body)} bytes; the limit is {MAX_BYTES}.")
     headers = read_headers(message)
     if headers is UNREADABLE:
-        raise _Bad(BAD_SCHEMA, HEADERS_NOT_UTF8)
+        raise _Bad(BAD_SCHEMA, HEADERS_NOT_UTF8, headers=UNREADABLE)
     if headers and _last(headers, CONTENT_TYPE) == F32:
         return _decode_f32(message, body, headers, window_length)
     return _decode_json(message, body, window_length)

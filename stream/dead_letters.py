@@ -11,7 +11,7 @@ topic. Without this one bad input stopped its partition for good (issue 14).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from functools import cache, partial
 
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
@@ -61,33 +61,22 @@ class DeadLetters:
             ("source.offset", str(message.offset()).encode()),
         ]
         whole = Record(self.topic, message.key(), message.value(), headers)
+        source = f"{message.topic()}[{message.partition()}]@{message.offset()}"
         if _size(whole) > PRODUCER_MAX_BYTES:  # produce() itself would refuse it
-            return self._cut(whole)
-        return Record(whole.topic, whole.key, whole.value, whole.headers, shrink=_Shrink(self, whole))
+            return self._cut(whole, source)
+        # The cut copy, made once, if the broker refuses the whole one.
+        return Record(whole.topic, whole.key, whole.value, whole.headers, shrink=cache(partial(self._cut, whole, source)))
 
-    def _cut(self, whole: Record) -> Record:
+    def _cut(self, whole: Record, source: str) -> Record:
         value = whole.value or b""
         headers = [*(whole.headers or []), ("error.truncated", str(len(value)).encode())]
         room = self.limit - _size(Record(whole.topic, whole.key, b"", headers))
         metrics.DEAD_LETTERS_TRUNCATED.inc()
         log.warning(
             "the dead letter for %s is %d bytes, more than %s takes: sending its first %d bytes",
-            _source(whole), len(value), self.topic, max(room, 0),
+            source, len(value), self.topic, max(room, 0),
         )  # fmt: skip
         return Record(whole.topic, whole.key, value[: max(room, 0)], headers)
-
-
-class _Shrink:
-    """The cut copy, made once, if the broker refuses the whole one."""
-
-    def __init__(self, letters: DeadLetters, whole: Record) -> None:
-        self.letters, self.whole = letters, whole
-        self.made: Record | None = None
-
-    def __call__(self) -> Record:
-        if self.made is None:
-            self.made = self.letters._cut(self.whole)
-        return self.made
 
 
 def _size(record: Record) -> int:
@@ -97,7 +86,3 @@ def _size(record: Record) -> int:
         + sum(len(name.encode()) + len(value or b"") + PER_HEADER for name, value in headers)
     )  # fmt: skip
 
-
-def _source(record: Record) -> str:
-    found: dict[str, Any] = {name: value for name, value in record.headers or [] if name.startswith("source.")}
-    return "{}[{}]@{}".format(*(found.get(f"source.{part}", b"?").decode() for part in ("topic", "partition", "offset")))
