@@ -54,6 +54,10 @@ class Batcher:
         for message in self.consumer.consume(num_messages=most, timeout=timeout):
             self._keep(message)
 
+    def keep_alive(self) -> None:
+        """A poll that takes nothing new from paused partitions: it counts for `max.poll.interval.ms` and serves rebalances."""
+        self._consume(1, 0)
+
     def take(self) -> list[Any]:
         batch, self._pending = self._pending, []
         return batch

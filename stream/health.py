@@ -2,7 +2,9 @@
 
 `/healthz` says the loop is alive (it turned recently); a supervisor restarts
 the worker when it is not. `/readyz` says the worker can do useful work: the
-model is loaded and warmed, and partitions are assigned.
+model is loaded and warmed, partitions are assigned, and it is not waiting on
+Kafka. A worker that paused its input until Kafka takes its outputs is alive
+(its loop turns, polling) but not ready.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class Health:
         self.model_ready = False
         self.assigned = False
         self.broker_up = False
+        self.waiting_since: float | None = None  # when the worker paused its input to wait for Kafka to take outputs
         self._last_turn = time.monotonic()
 
     def turned(self) -> None:
@@ -39,9 +42,13 @@ class Health:
         for ok, why in ((self.model_ready, "model not loaded"), (self.broker_up, "broker unreachable"), (self.assigned, "no partitions assigned")):
             if not ok:
                 return False, why
-        idle = time.monotonic() - self._last_turn
+        now = time.monotonic()
+        idle = now - self._last_turn
         if idle > self.busy_after_s:
             return False, f"the poll loop has been waiting on Kafka for {idle:.0f} s"
+        waiting = 0.0 if self.waiting_since is None else now - self.waiting_since
+        if waiting > self.busy_after_s:
+            return False, f"input paused: waiting on Kafka to take outputs for {waiting:.0f} s"
         return True, "ok"
 
 

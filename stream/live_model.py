@@ -55,6 +55,7 @@ class LiveModel:
         self.current = load_checked(directory, warm_batch, runtime=runtime, threads=threads)
         self._stamp = _stamp(directory)
         self._wake = threading.Event()
+        self._requested = threading.Event()  # a SIGHUP not yet acted on
         self.swapped = threading.Event()  # set by a reload; the worker loop then settles the heap (stream.heap)
         self._stopped = threading.Event()
         self._publish(None, self.current)
@@ -63,8 +64,9 @@ class LiveModel:
         )
 
     def request_reload(self) -> None:
-        """SIGHUP: reload now, even if model.json looks unchanged."""
-        self._stamp = None
+        """SIGHUP: reload now, even if model.json looks unchanged. One that arrives during a reload is kept for
+        the next look (it used to be overwritten by the running reload's stamp, and lost)."""
+        self._requested.set()
         self._wake.set()
 
     def watch(self, interval_s: float) -> threading.Thread:
@@ -82,9 +84,16 @@ class LiveModel:
             self._wake.clear()
             if self._stopped.is_set():
                 return
-            stamp = _stamp(self.directory)
-            if stamp is not None and stamp != self._stamp:
-                self.reload(stamp)
+            self.check()
+
+    def check(self) -> bool:
+        """One look: reload if asked to (SIGHUP) or if model.json changed; whether a new model now serves."""
+        asked = self._requested.is_set()
+        self._requested.clear()
+        stamp = _stamp(self.directory)
+        if stamp is not None and (asked or stamp != self._stamp):
+            return self.reload(stamp)
+        return False
 
     def reload(self, stamp: tuple[int, int] | None = None) -> bool:
         old = self.current

@@ -3,6 +3,12 @@
 Resources live on an ExitStack, so however the loop ends (stop flag, fatal
 error) the consumer is closed and the HTTP server shut down. A stop request
 only sets a flag: the batch in hand is finished and committed first.
+
+While Kafka takes outputs slower than they come (`delivery.backlogged`),
+`poll_batch` takes no batch: it pauses the partitions, keeps polling (the
+group evicts a member that stops polling for `max.poll.interval.ms`) and hands
+the waiting outputs over; the loop still turns, so /healthz stays 200 while
+/readyz says it waits on Kafka.
 """
 
 from __future__ import annotations
@@ -15,18 +21,22 @@ from contextlib import ExitStack
 from typing import Any
 
 import numpy as np
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from anomstream.models.detector import Detector, Scores
 from anomstream.stream import clients, codec, heap, metrics, verdict
+from anomstream.stream.at_least_once import AtLeastOnce
 from anomstream.stream.batcher import Batcher
 from anomstream.stream.dead_letters import DeadLetters, topic_limit
-from anomstream.stream.delivery import AtLeastOnce, ExactlyOnce, ProducerWedged, Record
+from anomstream.stream.delivery import Record
+from anomstream.stream.exactly_once import ExactlyOnce, MembershipLost, ProducerWedged
 from anomstream.stream.health import Health, serve
 from anomstream.stream.live_model import LiveModel
 from anomstream.stream.settings import WorkerSettings
 
 log = logging.getLogger("anomstream.worker")
+
+PAUSE_AFTER_S = 1.0  # a wait for Kafka this long pauses the partitions (short waits, e.g. before a commit, do not)
 
 
 class Worker:
@@ -42,6 +52,8 @@ class Worker:
         # (topic, partition) assigned now, kept by the rebalance callbacks: asking the consumer from another
         # thread blocks while it rebalances.
         self.owned: set[tuple[str, int]] = set()
+        self.paused = False  # the assignment is paused while outputs wait for room
+        self._waiting_since: float | None = None
 
     def stop(self) -> None:
         """Signal-safe: only sets the flag the loop checks between batches."""
@@ -74,10 +86,10 @@ class Worker:
             del admin  # never polled again: alive, it would keep queueing librdkafka's log lines during an outage
 
             producer = clients.create(Producer, clients.producer_config(s, errors))
-            consumer = clients.create(Consumer, clients.consumer_config(s, errors, self._broker_state))
+            consumer = self.consumer = clients.create(Consumer, clients.consumer_config(s, errors, self._broker_state))
             stack.callback(self._close, consumer)
             self.delivery = (
-                ExactlyOnce(producer, consumer, s.commit_interval_ms / 1000.0, self.stopping)
+                self._exactly_once(producer, consumer)
                 if s.exactly_once
                 else AtLeastOnce(producer, consumer, self.stopping)
             )
@@ -107,11 +119,36 @@ class Worker:
             heap.settle()
 
     def poll_batch(self) -> list[Any]:
+        """The next batch; none while outputs wait for room (see `wait_for_room`)."""
+        if self.delivery.backlogged:
+            self.wait_for_room()
+            return []
+        if self._waiting_since is not None:
+            self._flowing()
         started = time.perf_counter()
         messages = self.batcher.poll()
         if messages:
             metrics.BATCH_DURATION.labels("poll").observe(time.perf_counter() - started)
         return messages
+
+    def wait_for_room(self) -> None:
+        """Serve delivery reports while outputs wait for Kafka; past PAUSE_AFTER_S, hold the partitions and keep
+        the membership alive (a poll that takes nothing)."""
+        now = time.monotonic()
+        if self._waiting_since is None:
+            self._waiting_since = self.health.waiting_since = now
+        if not self.paused and now - self._waiting_since >= PAUSE_AFTER_S:
+            self.consumer.pause(self.consumer.assignment())  # pausing drops the prefetched input: not for short waits
+            self.paused = True
+        if self.paused:
+            self.batcher.keep_alive()  # may run the rebalance callbacks, which commit what is in hand
+        self.delivery.drain(0.1)
+
+    def _flowing(self) -> None:
+        if self.paused:
+            self.consumer.resume(self.consumer.assignment())
+            self.paused = False
+        self._waiting_since = self.health.waiting_since = None
 
     def process(self, messages: list[Any]) -> None:
         """Score one batch and hand its outputs to the producer; `commit` makes them durable."""
@@ -147,8 +184,14 @@ class Worker:
         started = time.perf_counter()
         try:
             committed = self.delivery.commit(wait=final)
+        except MembershipLost as exc:
+            log.warning("%s Its windows are rescored from the last commit.", exc)
+            self._rewind()
+            return
         except ProducerWedged as exc:
             self._replace_producer(exc)
+            if self.delivery.backlogged and not final:
+                return  # Kafka is still slow: the loop waits for room (polling), then commits
             committed = self.delivery.commit(wait=True)  # wedged again: it propagates, and the worker exits 1
         if committed:
             self._timed("commit", started)
@@ -165,10 +208,23 @@ class Worker:
         # Never freed: destroying a producer whose call is still stuck would block this thread.
         self._stuck_producers.append(stuck.producer)
         producer = clients.create(Producer, clients.producer_config(self.settings, self._errors))
-        fresh = ExactlyOnce(producer, stuck.consumer, stuck.commit_interval_s, self.stopping)
+        fresh = self._exactly_once(producer, stuck.consumer)
         fresh.adopt(stuck)
         self.delivery = fresh
         metrics.PRODUCER_REPLACEMENTS.inc()
+
+    def _rewind(self) -> None:
+        """After a dropped transaction: every owned partition resumes from its last commit, the windows in hand too."""
+        self.batcher.take()
+        try:
+            for p in self.consumer.committed([TopicPartition(topic, partition) for topic, partition in self.owned], timeout=10):
+                self.consumer.seek(TopicPartition(p.topic, p.partition, p.offset if p.offset >= 0 else OFFSET_BEGINNING))
+        except KafkaException as exc:
+            log.warning("could not rewind to the last commit (%s): the rebalance that follows does", exc.args[0].str())
+
+    def _exactly_once(self, producer: Any, consumer: Any) -> ExactlyOnce:
+        s = self.settings
+        return ExactlyOnce(producer, consumer, s.commit_interval_ms / 1000.0, self.stopping, s.transaction_timeout_ms / 1000.0)
 
     def verdicts(self, loaded: Detector, batch: codec.Batch, scores: Scores) -> tuple[list[Record], int]:
         """Every verdict to the scores topic, the anomalous ones to the output topic too; and how many those are."""
@@ -211,6 +267,8 @@ class Worker:
         # Cooperative rebalancing hands over only what moves (often nothing): the rest is still owned.
         self.owned |= {(p.topic, p.partition) for p in partitions}
         self.health.assigned = bool(self.owned)
+        if self.paused:
+            consumer.pause(partitions)  # outputs still wait for room: no new input yet
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         """Finish and commit what is in hand before the partitions go to another worker."""

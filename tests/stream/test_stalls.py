@@ -19,7 +19,8 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from anomstream.brokers.apache_kafka import ApacheKafka
-from anomstream.stream.delivery import DeliveryError, ExactlyOnce, ProducerWedged, Record
+from anomstream.stream.delivery import DeliveryError, Record
+from anomstream.stream.exactly_once import ExactlyOnce, ProducerWedged
 from tests.needs import unavailable
 from tests.stream.conftest import consume
 
@@ -43,7 +44,7 @@ def test_a_broker_silent_for_longer_than_the_give_up_time_stops_delivery_with_on
         with broker.frozen():
             started = time.monotonic()
             with pytest.raises(DeliveryError, match=r"init_transactions kept failing for 6\d s \(.*\); stopping without committing"):
-                ExactlyOnce(producer, consumer, 60.0, threading.Event())
+                ExactlyOnce(producer, consumer, 60.0, threading.Event(), transaction_timeout_s=60.0)
             gave_up_after = time.monotonic() - started
         assert 60 <= gave_up_after <= 80, gave_up_after
     finally:
@@ -61,7 +62,7 @@ def test_a_call_refused_as_simultaneous_for_20_s_is_a_wedge(broker):
     repeating it is refused at once with `_PREV_IN_PROGRESS`. For 20 s of that the worker must call it a wedge
     (and replace the producer); it used to count only `_CONFLICT`, retry for 60 s and exit 1."""
     topic, producer, consumer = transactional(broker)
-    delivery: ExactlyOnce[int] = ExactlyOnce(producer, consumer, 60.0, threading.Event())
+    delivery: ExactlyOnce[int] = ExactlyOnce(producer, consumer, 60.0, threading.Event(), transaction_timeout_s=60.0)
     delivery.send([Record(topic, b"k", b"v")], [TopicPartition(topic, 0, 1)], 1)
     assert producer.flush(30) == 0
     metadata = consumer.consumer_group_metadata()
@@ -92,7 +93,7 @@ def test_an_abort_that_times_out_is_retried_so_the_next_transaction_can_begin(br
     `begin_transaction` then failed for good."""
     topic, producer, consumer = transactional(broker)
     stopping = threading.Event()
-    delivery: ExactlyOnce[int] = ExactlyOnce(producer, consumer, 60.0, stopping)
+    delivery: ExactlyOnce[int] = ExactlyOnce(producer, consumer, 60.0, stopping, transaction_timeout_s=60.0)
     try:
         delivery.send([Record(topic, b"k", b"dropped")], [], 1)
         assert producer.flush(30) == 0
@@ -109,3 +110,34 @@ def test_an_abort_that_times_out_is_retried_so_the_next_transaction_can_begin(br
         consumer.close()
     values = [m.value() for m in consume(broker.bootstrap_servers, topic, 1, timeout=30)]
     assert values == [b"kept"]
+
+
+def test_while_stopping_a_retriable_error_is_retried_for_the_grace_time_not_given_up_at_once(broker):
+    """On SIGTERM the first retriable error used to end the shutdown without committing. Now a transactional
+    call that fails while stopping is retried for STOP_GRACE_S (10 s) after that failure, so a broker back within
+    it still gets the commit. Shown on `init_transactions` (a retry loop shared by every transactional call; a
+    frozen broker can also wedge `send_offsets_to_transaction`, librdkafka#5511): frozen 14 s, its first
+    attempt times out after 10 s, the retry gets through."""
+    topic, producer, consumer = transactional(broker)
+    stopping = threading.Event()
+    stopping.set()
+    thawed = threading.Event()
+
+    def freeze_for(seconds: float) -> None:
+        with broker.frozen():
+            time.sleep(seconds)
+        thawed.set()
+
+    freezer = threading.Thread(target=freeze_for, args=(14.0,))
+    freezer.start()
+    try:
+        time.sleep(0.5)
+        started = time.monotonic()
+        delivery: ExactlyOnce[int] = ExactlyOnce(producer, consumer, 60.0, stopping, transaction_timeout_s=60.0)
+        took = time.monotonic() - started
+        assert thawed.is_set() and 10 <= took <= 40, took
+        delivery.send([Record(topic, b"k", b"v")], [TopicPartition(topic, 0, 1)], 1)
+        assert delivery.commit() == [1]
+    finally:
+        freezer.join(30)
+        consumer.close()
