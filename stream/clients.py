@@ -18,7 +18,6 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from anomstream.config import redact
 from anomstream.errors import AnomstreamError, ConfigError
-from anomstream.stream import metrics
 from anomstream.stream.settings import WorkerSettings
 
 log = logging.getLogger("anomstream.kafka")
@@ -66,7 +65,10 @@ class ErrorWatch:
 
 
 def consumer_config(
-    settings: WorkerSettings, errors: ErrorWatch, on_brokers: Callable[[bool], None] | None = None
+    settings: WorkerSettings,
+    errors: ErrorWatch,
+    on_brokers: Callable[[bool], None] | None = None,
+    on_partitions: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     config: dict[str, Any] = {
         "group.id": settings.group_id,
@@ -81,7 +83,7 @@ def consumer_config(
         # the others keep scoring (the eager default stopped every member on each scale event or restart).
         "partition.assignment.strategy": "cooperative-sticky",
         "statistics.interval.ms": 5000,
-        "stats_cb": on_statistics(settings.input_topic, on_brokers),
+        "stats_cb": on_statistics(settings.input_topic, on_brokers, on_partitions),
         "error_cb": errors,
         **settings.consumer_identity(),
         **settings.common_config(),
@@ -117,20 +119,16 @@ def producer_config(settings: WorkerSettings, errors: ErrorWatch) -> dict[str, A
     return config
 
 
-def on_statistics(topic: str, on_brokers: Callable[[bool], None] | None = None) -> Callable[[str], None]:
-    """librdkafka statistics -> `anomstream_consumer_lag{partition}`, and whether any broker is up (for /readyz)."""
+def on_statistics(
+    topic: str, on_brokers: Callable[[bool], None] | None = None, on_partitions: Callable[[dict[str, Any]], None] | None = None
+) -> Callable[[str], None]:
+    """librdkafka statistics -> the input topic's per-partition figures (for the lag, stream/lag.py), and whether
+    any broker is up (for /readyz)."""
 
     def handle(raw: str) -> None:
         stats = json.loads(raw)
-        partitions = stats.get("topics", {}).get(topic, {}).get("partitions", {})
-        for partition, numbers in partitions.items():
-            # The *stored* lag: in exactly-once mode offsets are committed by the producer's transaction,
-            # which the consumer's own `consumer_lag` never sees (it stays -1).
-            lag = numbers.get("consumer_lag_stored", -1)
-            if lag < 0:
-                lag = numbers.get("consumer_lag", -1)
-            if partition != "-1" and lag >= 0:
-                metrics.CONSUMER_LAG.labels(partition).set(lag)
+        if on_partitions is not None:
+            on_partitions(stats.get("topics", {}).get(topic, {}).get("partitions", {}))
         if on_brokers is not None:
             brokers = [b for b in stats.get("brokers", {}).values() if b.get("nodeid", -1) >= 0]
             on_brokers(any(b.get("state") == "UP" for b in brokers))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import Counter as Tally
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
@@ -48,7 +49,9 @@ END_TO_END_LATENCY = Histogram(
 )
 
 THRESHOLD = Gauge("anomstream_threshold", "The live model's reconstruction-error threshold.")
-CONSUMER_LAG = Gauge("anomstream_consumer_lag", "Messages behind the partition's high watermark.", ["partition"])
+CONSUMER_LAG = Gauge(
+    "anomstream_consumer_lag", "Messages between the worker's last commit and the partition's end (its last stable offset).", ["partition"]
+)
 MODEL_INFO = Gauge("anomstream_model_info", "The live model (value 1).", ["name", "version"])
 
 STAGES = ("poll", "decode", "score", "produce", "commit")
@@ -93,6 +96,7 @@ class BatchTally:
     errors: np.ndarray  # reconstruction errors of the scored windows
     produced_ms: np.ndarray  # input message timestamps (ms since the epoch; <= 0 when unknown)
     invalid: Tally[str] = field(default_factory=Tally)
+    offsets: list[Any] = field(default_factory=list)  # TopicPartitions: where the batch ends, committed with it
 
     def publish(self, now: float) -> None:
         BATCH_SIZE.observe(self.consumed)

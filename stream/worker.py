@@ -31,6 +31,7 @@ from anomstream.stream.dead_letters import DeadLetters, topic_limit
 from anomstream.stream.delivery import Record
 from anomstream.stream.exactly_once import ExactlyOnce, MembershipLost, ProducerWedged
 from anomstream.stream.health import Health, serve
+from anomstream.stream.lag import Lag
 from anomstream.stream.live_model import LiveModel
 from anomstream.stream.settings import WorkerSettings
 
@@ -53,6 +54,7 @@ class Worker:
         # thread blocks while it rebalances.
         self.owned: set[tuple[str, int]] = set()
         self.paused = False  # the assignment is paused while outputs wait for room
+        self.lag = Lag(settings.input_topic)
         self._waiting_since: float | None = None
 
     def stop(self) -> None:
@@ -86,7 +88,8 @@ class Worker:
             del admin  # never polled again: alive, it would keep queueing librdkafka's log lines during an outage
 
             producer = clients.create(Producer, clients.producer_config(s, errors))
-            consumer = self.consumer = clients.create(Consumer, clients.consumer_config(s, errors, self._broker_state))
+            config = clients.consumer_config(s, errors, self._broker_state, self.lag.on_statistics)
+            consumer = self.consumer = clients.create(Consumer, config)
             stack.callback(self._close, consumer)
             self.delivery = (
                 self._exactly_once(producer, consumer)
@@ -154,6 +157,7 @@ class Worker:
         """Score one batch and hand its outputs to the producer; `commit` makes them durable."""
         if not messages:
             return
+        self.lag.started(messages)
         loaded = self.model.current  # read once: a hot reload never splits a batch
         stage = time.perf_counter()
         batch = codec.decode_batch(messages, loaded.window_length)
@@ -169,9 +173,10 @@ class Worker:
             errors=scores.errors,
             produced_ms=np.fromiter((ts if kind else -1 for kind, ts in (m.timestamp() for m in messages)), np.float64, len(messages)),
             invalid=Counter(bad.reason for bad in batch.invalid),
+            offsets=self.next_offsets(messages),
         )
         try:
-            self.delivery.send(records, self.next_offsets(messages), tally)
+            self.delivery.send(records, tally.offsets, tally)
         except ProducerWedged as exc:
             self._replace_producer(exc)  # the new producer's transaction holds this batch too
         self._timed("produce", stage)
@@ -199,6 +204,7 @@ class Worker:
             now = time.time()
             for tally in committed:
                 tally.publish(now)
+                self.lag.committed(tally.offsets)
             self.batches_committed += len(committed)
 
     def _replace_producer(self, exc: ProducerWedged) -> None:
@@ -267,6 +273,7 @@ class Worker:
         # Cooperative rebalancing hands over only what moves (often nothing): the rest is still owned.
         self.owned |= {(p.topic, p.partition) for p in partitions}
         self.health.assigned = bool(self.owned)
+        self.lag.assigned(partitions)
         if self.paused:
             consumer.pause(partitions)  # outputs still wait for room: no new input yet
 
@@ -277,7 +284,7 @@ class Worker:
         self.commit(final=True)
         if not self.settings.exactly_once:
             self._commit_stored(consumer)
-        self._forget_lag(partitions)
+        self.lag.released(partitions)
         # Cooperative rebalancing revokes only what moves: ready while anything is left.
         self.owned -= {(p.topic, p.partition) for p in partitions}
         self.health.assigned = bool(self.owned)
@@ -290,18 +297,9 @@ class Worker:
             self.delivery.drop()
         except ProducerWedged as exc:
             self._replace_producer(exc)  # nothing to redo: the fresh producer only fences the stuck one
-        self._forget_lag(partitions)
+        self.lag.released(partitions)
         self.owned -= {(p.topic, p.partition) for p in partitions}
         self.health.assigned = bool(self.owned)
-
-    @staticmethod
-    def _forget_lag(partitions: list[TopicPartition]) -> None:
-        """Another worker reports these partitions' lag now; a stale series here would double-count."""
-        for p in partitions:
-            try:
-                metrics.CONSUMER_LAG.remove(str(p.partition))
-            except KeyError:
-                pass  # never reported yet
 
     def _close(self, consumer: Any) -> None:
         if not self.settings.exactly_once:
