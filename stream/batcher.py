@@ -54,9 +54,12 @@ class Batcher:
         for message in self.consumer.consume(num_messages=most, timeout=timeout):
             self._keep(message)
 
-    def keep_alive(self) -> None:
-        """A poll that takes nothing new from paused partitions: it counts for `max.poll.interval.ms` and serves rebalances."""
+    def keep_alive(self) -> bool:
+        """A poll that takes nothing new from paused partitions: it counts for `max.poll.interval.ms` and serves
+        rebalances. Whether a window came anyway (kept for the next batch)."""
+        before = len(self._pending)
         self._consume(1, 0)
+        return len(self._pending) > before
 
     def take(self) -> list[Any]:
         batch, self._pending = self._pending, []

@@ -60,6 +60,12 @@ class TransactionExpired(ProducerWedged):
     so a fresh producer can redo the transaction, as for a wedge."""
 
 
+class ProducerFailed(ProducerWedged):
+    """librdkafka raised a fatal error on the producer (not a fence by another producer): a fresh producer
+    with the same transactional id can redo the open transaction. One whose own start fails the same way
+    stops the worker with that error."""
+
+
 class MembershipLost(DeliveryError):
     """The group evicted this worker (its generation is stale): its offsets cannot be committed, so its
     open transaction was aborted; the consumer rejoins at the next poll and resumes from the last commit."""
@@ -220,17 +226,23 @@ class ExactlyOnce(Generic[T]):
 
     def _fatal(self, what: str, error: KafkaError) -> NoReturn:
         age = 0.0 if self._opened is None else time.monotonic() - self._opened
-        if error.code() in FENCED and age >= self.transaction_timeout_s:
+        fenced = error.code() in FENCED
+        if fenced and age >= self.transaction_timeout_s:
             self.wedged = True  # fatal: no call on this producer works any more
             raise TransactionExpired(
                 f"the broker aborted a transaction open for {age:.0f} s, past transaction.timeout.ms "
                 f"({self.transaction_timeout_s:.0f} s), because Kafka took its outputs too slowly ({error.str()})."
             )
-        if error.code() in FENCED:
+        if fenced and error.code() != KafkaError._FATAL:
             raise DeliveryError(
                 f"{what} failed: another producer took over this transactional id ({error.str()}); "
                 "give every replica its own --instance-id."
             )
+        if error.fatal() or error.code() == KafkaError._FATAL:
+            # E.g. the idempotent sequence desynchronised after outputs timed out under a quota
+            # (OUT_OF_ORDER_SEQUENCE_NUMBER, seen in CI): this producer is done, the transaction can be redone.
+            self.wedged = True
+            raise ProducerFailed(f"librdkafka declared the producer failed ({error.str()}).")
         raise DeliveryError(f"{what} failed and cannot be retried: {error.str()} ({error.name()}).")
 
     def _redo(self) -> None:

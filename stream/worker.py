@@ -96,7 +96,7 @@ class Worker:
                 if s.exactly_once
                 else AtLeastOnce(producer, consumer, self.stopping)
             )
-            stack.callback(lambda: self.delivery.producer.flush(10.0))  # the producer in use by then
+            stack.callback(self._flush_on_exit)
             self.batcher = Batcher(consumer, s.max_batch, s.max_wait_ms)
             consumer.subscribe([s.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
             log.info("worker consuming %s as group %s (%s)", s.input_topic, s.group_id, s.delivery)
@@ -143,8 +143,10 @@ class Worker:
         if not self.paused and now - self._waiting_since >= PAUSE_AFTER_S:
             self.consumer.pause(self.consumer.assignment())  # pausing drops the prefetched input: not for short waits
             self.paused = True
-        if self.paused:
-            self.batcher.keep_alive()  # may run the rebalance callbacks, which commit what is in hand
+        # The poll may run the rebalance callbacks (they commit what is in hand). A window it returns came from a
+        # partition assigned since the pause: it waits in the batcher, and the whole assignment is paused again.
+        if self.paused and self.batcher.keep_alive():
+            self.consumer.pause(self.consumer.assignment())
         self.delivery.drain(0.1)
 
     def _flowing(self) -> None:
@@ -300,6 +302,13 @@ class Worker:
         self.lag.released(partitions)
         self.owned -= {(p.topic, p.partition) for p in partitions}
         self.health.assigned = bool(self.owned)
+
+    def _flush_on_exit(self) -> None:
+        """Whatever the producer in use by then still holds; a failed one says so, not hiding why the loop ended."""
+        try:
+            self.delivery.producer.flush(10.0)
+        except KafkaException as exc:
+            log.warning("the producer could not flush on the way out: %s", exc)
 
     def _close(self, consumer: Any) -> None:
         if not self.settings.exactly_once:
