@@ -238,9 +238,10 @@ class ExactlyOnce(Generic[T]):
                 f"{what} failed: another producer took over this transactional id ({error.str()}); "
                 "give every replica its own --instance-id."
             )
-        if error.fatal() or error.code() == KafkaError._FATAL:
+        if self._opened is not None and (error.fatal() or error.code() == KafkaError._FATAL):
             # E.g. the idempotent sequence desynchronised after outputs timed out under a quota
-            # (OUT_OF_ORDER_SEQUENCE_NUMBER, seen in CI): this producer is done, the transaction can be redone.
+            # (OUT_OF_ORDER_SEQUENCE_NUMBER, seen in CI): this producer is done, the open transaction can be redone.
+            # A fresh producer whose own start fails (nothing open yet) stops the worker with the error below.
             self.wedged = True
             raise ProducerFailed(f"librdkafka declared the producer failed ({error.str()}).")
         raise DeliveryError(f"{what} failed and cannot be retried: {error.str()} ({error.name()}).")
