@@ -55,7 +55,6 @@ class Worker:
         self.owned: set[tuple[str, int]] = set()
         self.paused = False  # the assignment is paused while outputs wait for room
         self.lag = Lag(settings.input_topic)
-        self._waiting_since: float | None = None
 
     def stop(self) -> None:
         """Signal-safe: only sets the flag the loop checks between batches."""
@@ -126,7 +125,7 @@ class Worker:
         if self.delivery.backlogged:
             self.wait_for_room()
             return []
-        if self._waiting_since is not None:
+        if self.health.waiting_since is not None:
             self._flowing()
         started = time.perf_counter()
         messages = self.batcher.poll()
@@ -138,9 +137,9 @@ class Worker:
         """Serve delivery reports while outputs wait for Kafka; past PAUSE_AFTER_S, hold the partitions and keep
         the membership alive (a poll that takes nothing)."""
         now = time.monotonic()
-        if self._waiting_since is None:
-            self._waiting_since = self.health.waiting_since = now
-        if not self.paused and now - self._waiting_since >= PAUSE_AFTER_S:
+        if self.health.waiting_since is None:
+            self.health.waiting_since = now
+        if not self.paused and now - self.health.waiting_since >= PAUSE_AFTER_S:
             self.consumer.pause(self.consumer.assignment())  # pausing drops the prefetched input: not for short waits
             self.paused = True
         # The poll may run the rebalance callbacks (they commit what is in hand). A window it returns came from a
@@ -153,7 +152,7 @@ class Worker:
         if self.paused:
             self.consumer.resume(self.consumer.assignment())
             self.paused = False
-        self._waiting_since = self.health.waiting_since = None
+        self.health.waiting_since = None
 
     def process(self, messages: list[Any]) -> None:
         """Score one batch and hand its outputs to the producer; `commit` makes them durable."""
