@@ -91,7 +91,10 @@ class PercentileThreshold(Threshold):
 
 @dataclass
 class FprThreshold(Threshold):
-    """The smallest value whose false-positive rate on held-out normal windows is at most `fpr`."""
+    """The smallest observed error with at most `fpr` of the fitting errors strictly above it.
+
+    At n = 100, fpr = 0.01 that is the second-largest error: one window of the 100 (1%) lies above it.
+    """
 
     method: ClassVar[str] = "fpr"
     fpr: float = 0.01
@@ -103,8 +106,10 @@ class FprThreshold(Threshold):
     def fit(self, errors: np.ndarray) -> FprThreshold:
         # As alibi-detect: with fewer than 1/fpr samples the rate cannot be resolved.
         errors = _checked(errors, self.method, max(2, math.ceil(1.0 / self.fpr)))
-        # 'higher' picks an observed error, so at most fpr of the errors lie strictly above it.
-        self.value = float(np.quantile(errors, 1.0 - self.fpr, method="higher"))
+        # The order statistic itself, counted in windows: np.quantile(1 - fpr, method="higher") was one too high
+        # (the maximum at n = 100, fpr = 0.01). The 1e-9 keeps n * fpr = 28.999999999999996 (0.29 * 100) at 29.
+        allowed_above = min(errors.size - 1, math.floor(errors.size * self.fpr + 1e-9))
+        self.value = float(np.sort(errors)[errors.size - 1 - allowed_above])
         return self
 
 

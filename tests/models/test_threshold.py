@@ -27,6 +27,33 @@ def test_fpr_keeps_the_false_positive_rate_at_or_below_target():
         assert rate >= fpr - 2 / len(normal)
 
 
+def test_fpr_at_100_windows_and_1_percent_is_the_second_largest_error():
+    """At n = 100, fpr = 0.01 one error of the 100 may lie above the value: the maximum was one order statistic too high."""
+    errors = np.random.default_rng(1).permutation(np.arange(1.0, 101.0))
+    fitted = threshold.FprThreshold(fpr=0.01).fit(errors)
+    assert fitted.value == 99.0
+    assert fitted.predict(errors).sum() == 1
+
+
+@pytest.mark.parametrize("n", [100, 101, 250, 1000, 1999])
+@pytest.mark.parametrize("fpr", [0.01, 0.03, 0.07, 0.1, 0.29, 0.5])
+def test_fpr_is_the_smallest_observed_error_with_at_most_fpr_above_it(n, fpr):
+    if n < 1 / fpr:
+        pytest.skip("fewer windows than the rate can resolve")
+    errors = np.random.default_rng(n).gamma(2.0, 0.01, n)
+    value = threshold.FprThreshold(fpr=fpr).fit(errors).value
+    assert value in errors  # an observed error
+    assert (errors > value).mean() <= fpr
+    lower = errors[errors < value]
+    assert lower.size == 0 or (errors > lower.max()).mean() > fpr  # the next lower observed error flags too many
+
+
+def test_fpr_with_ties_counts_windows_strictly_above():
+    errors = np.array([1.0] * 95 + [2.0] * 5)  # 5% strictly above 1.0, none above 2.0
+    assert threshold.FprThreshold(fpr=0.05).fit(errors).value == 1.0
+    assert threshold.FprThreshold(fpr=0.04).fit(errors).value == 2.0
+
+
 def test_predict_is_strictly_above():
     fitted = threshold.PercentileThreshold(q=50).fit(np.array([1.0, 2.0, 3.0]))
     assert fitted.predict(np.array([1.9, 2.0, 2.1])).tolist() == [False, False, True]
