@@ -180,14 +180,19 @@ def judge(expected: dict[str, int], collected: Collected, target_recall: float, 
     # Each verdict as the worker gave it: after a hot reload, windows were judged by different thresholds.
     evaluation = evaluate(errors, labels, live, anomalous=np.array([bool(v["anomaly"]) for v in verdicts]))
     summary.update(threshold=live, thresholds_seen=len(thresholds), test=evaluation.model_dump())
-    recommendations = [sweep.best_f1(errors, labels)]
-    if (labels == 0).any():
-        recommendations.append(sweep.target_recall(errors, labels, target_recall))
-    if (labels == 1).any():
-        recommendations.append(sweep.target_fpr(errors, labels, target_fpr))
-    summary["recommendations"] = [_compare(evaluation, r) for r in recommendations]
+    recommendations = [
+        sweep.best_f1(errors, labels),
+        sweep.target_recall(errors, labels, target_recall),
+        sweep.target_fpr(errors, labels, target_fpr),
+    ]
+    met = [r for r in recommendations if r.met]
+    unmet = [r for r in recommendations if not r.met]
+    # Only met ones carry a threshold and figures, so every entry of "recommendations" is one to print as is.
+    summary["recommendations"] = [_compare(evaluation, r) for r in met]
+    summary["not_recommended"] = [{"objective": r.objective, "met": False, "reason": r.reason} for r in unmet]
+    summary["notes"] = [f"{r.objective}: not reachable on these verdicts ({r.reason})." for r in unmet]
     summary["healthy"] = healthy
-    shown = {"live": live, **{r.objective: r.threshold for r in recommendations[:1]}}
+    shown = {"live": live, **{r.objective: r.threshold for r in met if r.objective == "best F1"}}
     return Validation(summary, evaluation, errors, labels, shown, healthy)
 
 
@@ -195,6 +200,7 @@ def _compare(live: Evaluation, recommendation: sweep.Recommendation) -> dict[str
     new, old = recommendation.evaluation, live
     return {
         "objective": recommendation.objective,
+        "met": recommendation.met,
         "threshold": recommendation.threshold,
         "accuracy": new.accuracy,
         "anomaly": new.anomaly.model_dump(),

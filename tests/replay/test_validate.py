@@ -80,3 +80,44 @@ def test_after_a_hot_reload_each_verdict_keeps_its_own_threshold() -> None:
     assert result.summary["models"] == {"v1": 6, "v2": 4} and result.summary["thresholds_seen"] == 2
     # Re-thresholding at the most common threshold (0.5) would have flagged nothing.
     assert int((np.full(10, 0.1) > result.summary["threshold"]).sum()) == 0
+
+
+def judged(labels: list[int], errors: list[float], threshold: float = 0.5) -> dict:
+    """The summary of judging one run of these windows (no broker)."""
+    expected = {f"w-{i}": label for i, label in enumerate(labels)}
+    collected = Collected(run="r")
+    for i, error in enumerate(errors):
+        collected.verdicts[f"w-{i}"] = verdict(f"w-{i}", "r", error, threshold, float(i))
+    return judge(expected, collected, 0.99, 0.01).summary
+
+
+def test_on_normal_windows_only_best_f1_is_not_recommended() -> None:
+    """Before, best F1 on one class recommended a threshold below every error: flag all of them."""
+    summary = judged([1] * 6, [0.1, 0.2, 0.3, 0.4, 0.6, 0.7])
+    assert [r["objective"] for r in summary["recommendations"]] == ["false-positive rate <= 0.01"]
+    assert summary["recommendations"][0]["anomaly"]["recall"] == 0.0 and summary["recommendations"][0]["threshold"] > 0.7
+    unmet = [(r["objective"], r["met"]) for r in summary["not_recommended"]]
+    assert unmet == [("best F1", False), ("anomaly recall >= 0.99", False)]
+    assert summary["notes"][:2] == [
+        "best F1: not reachable on these verdicts (they hold normal windows only, and F1 needs both classes: "
+        "on one class it would flag everything).",
+        "anomaly recall >= 0.99: not reachable on these verdicts (they hold no anomalous window to catch).",
+    ]
+
+
+def test_on_anomalous_windows_only_only_the_recall_target_is_recommended() -> None:
+    summary = judged([0] * 4, [0.1, 0.2, 0.6, 0.7])
+    assert [r["objective"] for r in summary["recommendations"]] == ["anomaly recall >= 0.99"]
+    assert summary["recommendations"][0]["anomaly"]["recall"] == 1.0
+    assert [r["objective"] for r in summary["not_recommended"]] == ["best F1", "false-positive rate <= 0.01"]
+    assert summary["notes"][1] == "false-positive rate <= 0.01: not reachable on these verdicts (they hold no normal window to flag)."
+
+
+def test_a_false_positive_target_met_only_by_flagging_nothing_is_met_so() -> None:
+    """Before, the highest midpoint was reported under 'false-positive rate <= 0.01' while it flagged 2 of 3 normal windows."""
+    summary = judged([1, 0, 1, 1, 0], [0.1, 0.5, 0.9, 0.9, 0.9])
+    (fpr,) = [r for r in summary["recommendations"] if r["objective"] == "false-positive rate <= 0.01"]
+    assert fpr["threshold"] > 0.9 and fpr["anomaly"]["recall"] == 0.0
+    assert fpr["change"] == {"normal_flagged": -2, "anomalies_missed": 1}  # the live 0.5 flagged the three 0.9s
+    assert fpr["met"]
+    assert summary["not_recommended"] == []
