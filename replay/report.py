@@ -10,7 +10,8 @@ from anomstream.replay.validate import Validation
 
 
 def write_validation(directory: Path, summary: dict[str, Any], validation: Validation) -> None:
-    """Markdown, JSON and plots of one validation run, with the threshold recommendations as a table."""
+    """Markdown, JSON and plots of one validation run, with the threshold recommendations as a table and, below it,
+    what was not reachable and that every figure there is in-sample."""
     notes = [
         f"{summary['received']} of {summary['expected']} expected verdicts read from {summary['scores_topic']}; "
         f"{summary['missing']} missing, {summary['duplicates']} duplicated. Models: {summary['models']}.",
@@ -22,6 +23,8 @@ def write_validation(directory: Path, summary: dict[str, Any], validation: Valid
             f"{r['change']['normal_flagged']:+d} | {r['change']['anomalies_missed']:+d} |"
             for r in summary["recommendations"]
         ),
+        "",
+        *(f"- {note}" for note in summary.get("notes", [])),
     ]
     models_report.write(
         directory,

@@ -29,6 +29,10 @@ from anomstream.stream import clients
 log = logging.getLogger("anomstream.validate")
 
 DRAIN_S = 1.5  # after the last expected verdict, keep reading this long to catch duplicates
+IN_SAMPLE = (
+    f"Every recommendation is fitted on {sweep.FITTED_ON} (in-sample), so its figures are optimistic: "
+    "confirm it on other labelled windows before adopting it."
+)
 
 
 @dataclass
@@ -191,6 +195,8 @@ def judge(expected: dict[str, int], collected: Collected, target_recall: float, 
     summary["recommendations"] = [_compare(evaluation, r) for r in met]
     summary["not_recommended"] = [{"objective": r.objective, "met": False, "reason": r.reason} for r in unmet]
     summary["notes"] = [f"{r.objective}: not reachable on these verdicts ({r.reason})." for r in unmet]
+    if met:
+        summary["notes"].append(IN_SAMPLE)
     summary["healthy"] = healthy
     shown = {"live": live, **{r.objective: r.threshold for r in met if r.objective == "best F1"}}
     return Validation(summary, evaluation, errors, labels, shown, healthy)
@@ -201,6 +207,7 @@ def _compare(live: Evaluation, recommendation: sweep.Recommendation) -> dict[str
     return {
         "objective": recommendation.objective,
         "met": recommendation.met,
+        "fitted_on": sweep.FITTED_ON,
         "threshold": recommendation.threshold,
         "accuracy": new.accuracy,
         "anomaly": new.anomaly.model_dump(),

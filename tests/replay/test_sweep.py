@@ -2,8 +2,10 @@ import numpy as np
 import pytest
 
 from anomstream.errors import ThresholdError
+from anomstream.models import report as models_report
 from anomstream.models.evaluate import evaluate
 from anomstream.replay import sweep
+from anomstream.replay.report import write_validation
 from anomstream.replay.validate import Collected, judge
 
 ERRORS = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
@@ -119,3 +121,20 @@ def test_a_target_out_of_range_says_so(recommend, message):
     with pytest.raises(ThresholdError) as caught:
         recommend()
     assert str(caught.value).startswith(message)
+
+
+def test_the_report_says_recommendations_are_in_sample_and_what_is_not_reachable(tmp_path, monkeypatch):
+    monkeypatch.setattr(models_report, "can_plot", lambda: False)  # the figures are not what is checked here
+    expected = {f"w-{i}": 1 for i in range(4)}  # normal windows only
+    collected = Collected(run="r")
+    for i, error in enumerate([0.1, 0.2, 0.3, 0.9]):
+        verdict = {"id": f"w-{i}", "error": error, "threshold": 0.5, "anomaly": error > 0.5, "model": {"version": "v1"}}
+        collected.verdicts[f"w-{i}"] = verdict
+    validation = judge(expected, collected, target_recall=0.99, target_fpr=0.01)
+    write_validation(tmp_path, {**validation.summary, "scores_topic": "scores"}, validation)
+    text = (tmp_path / "report.md").read_text()
+    assert "| false-positive rate <= 0.01 | 0.90000 |" in text
+    assert "| best F1 |" not in text
+    assert "best F1: not reachable on these verdicts (they hold normal windows only" in text
+    assert "anomaly recall >= 0.99: not reachable on these verdicts (they hold no anomalous window to catch)." in text
+    assert "Every recommendation is fitted on the same labels it is scored on (in-sample), so its figures are optimistic" in text

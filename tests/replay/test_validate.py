@@ -110,7 +110,9 @@ def test_on_anomalous_windows_only_only_the_recall_target_is_recommended() -> No
     assert [r["objective"] for r in summary["recommendations"]] == ["anomaly recall >= 0.99"]
     assert summary["recommendations"][0]["anomaly"]["recall"] == 1.0
     assert [r["objective"] for r in summary["not_recommended"]] == ["best F1", "false-positive rate <= 0.01"]
-    assert summary["notes"][1] == "false-positive rate <= 0.01: not reachable on these verdicts (they hold no normal window to flag)."
+    assert summary["notes"][1] == (
+        "false-positive rate <= 0.01: not reachable on these verdicts (they hold no normal window to flag)."
+    )
 
 
 def test_a_false_positive_target_met_only_by_flagging_nothing_is_met_so() -> None:
@@ -121,3 +123,16 @@ def test_a_false_positive_target_met_only_by_flagging_nothing_is_met_so() -> Non
     assert fpr["change"] == {"normal_flagged": -2, "anomalies_missed": 1}  # the live 0.5 flagged the three 0.9s
     assert fpr["met"]
     assert summary["not_recommended"] == []
+
+
+def test_every_recommendation_says_it_is_fitted_on_the_labels_it_is_scored_on() -> None:
+    """In-sample figures are optimistic: the summary said nothing of it."""
+    summary = judged([1, 1, 1, 0, 1, 0, 0, 0], [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
+    assert len(summary["recommendations"]) == 3
+    for r in summary["recommendations"]:
+        assert {"objective", "threshold", "accuracy", "anomaly", "change"} <= r.keys()
+        assert r["fitted_on"] == "the same labels it is scored on" and r["met"]
+    assert summary["notes"] == [
+        "Every recommendation is fitted on the same labels it is scored on (in-sample), so its figures are optimistic: "
+        "confirm it on other labelled windows before adopting it."
+    ]
