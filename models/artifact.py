@@ -14,7 +14,10 @@ last. A conversion or check that fails leaves the serving artifact as it was.
 
 `model.tflite` is the same model converted for LiteRT at training time
 (`--runtime litert`). Schema version 2 added it; version 3 added the value
-checks and the digest. Versions 1 and 2 still load (1 on TensorFlow only).
+checks and the digest; version 4 the window's channels, per-channel
+normalisation and what identifies the data (its parsed content, layout and
+normal labels). Versions 1 to 3 still load (1 on TensorFlow only) as
+one-channel models.
 """
 
 from __future__ import annotations
@@ -36,8 +39,8 @@ from anomstream.models.evaluate import Evaluation
 
 log = logging.getLogger("anomstream.models")
 
-SCHEMA_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+SCHEMA_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 # LiteRT's errors may differ from TensorFlow's by float32 rounding (measured ~1e-7), never by more than this.
 RUNTIMES_AGREE_WITHIN = 1e-4
 MODEL_FILE = "model.keras"
@@ -50,7 +53,7 @@ class _Strict(BaseModel):
 
 
 class ThresholdRecord(_Strict):
-    method: Literal["mean-std", "percentile", "fpr"]
+    method: Literal["mean-std", "percentile", "fpr", "mad"]
     params: dict[str, float]
     value: float
     fitted_on: Literal["train-normal", "holdout-normal"]
@@ -65,17 +68,28 @@ class ThresholdRecord(_Strict):
 
 
 class NormalisationRecord(_Strict):
-    method: Literal["global-min-max"] = "global-min-max"
-    minimum: float
-    maximum: float
+    """Min-max constants: one pair for the window (schemas 1-3, "global-min-max"), or one per channel."""
+
+    method: Literal["global-min-max", "per-channel-min-max"] = "global-min-max"
+    minimum: float | list[float]
+    maximum: float | list[float]
 
     @model_validator(mode="after")
     def _a_finite_range(self) -> NormalisationRecord:
-        if not (math.isfinite(self.minimum) and math.isfinite(self.maximum)):
+        per_channel = self.method == "per-channel-min-max"
+        if per_channel != isinstance(self.minimum, list) or per_channel != isinstance(self.maximum, list):
+            raise ValueError(f"{self.method} takes {'a list per channel' if per_channel else 'one number'} for minimum and maximum")
+        low, high = self.bounds()
+        if low.size != high.size or not low.size:
+            raise ValueError(f"minimum has {low.size} values and maximum {high.size}: give one pair per channel")
+        if not (np.isfinite(low).all() and np.isfinite(high).all()):
             raise ValueError(f"minimum and maximum must be finite, not {self.minimum} and {self.maximum}")
-        if not self.minimum < self.maximum:
+        if not (low < high).all():
             raise ValueError(f"minimum ({self.minimum}) must be below maximum ({self.maximum}): windows would scale to infinity")
         return self
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.atleast_1d(np.asarray(self.minimum, np.float64)), np.atleast_1d(np.asarray(self.maximum, np.float64))
 
 
 class ArchitectureRecord(_Strict):
@@ -86,14 +100,22 @@ class ArchitectureRecord(_Strict):
 
 class DataRecord(_Strict):
     file: str
-    sha256: str  # of the uncompressed CSV, so .csv and .csv.gz of the same data agree
+    sha256: str  # of the uncompressed file, so .csv and .csv.gz of the same data agree
     rows: int
     normal: int
     anomalous: int
+    # Schema 4 on. `content`: sha256 of the parsed windows and their row numbers (models/data.py), which is what
+    # identifies data across copies (CRLF, gzip, reformatting); the layout, normal labels and windowing read it.
+    content: str | None = None
+    layout: Literal["tutorial", "ucr", "npz", "series"] | None = None
+    normal_labels: list[str] | None = None
+    window: int | None = None
+    stride: int | None = None
+    test_data: DataRecord | None = None  # the --test-data file, when the data set ships split
 
 
 class SplitRecord(_Strict):
-    test_size: float
+    test_size: float | None  # None: the test rows are the --test-data file, nothing was carved
     seed: int
     train: int
     test: int
@@ -127,11 +149,12 @@ class ModelFileRecord(_Strict):
 class Metadata(_Strict):
     """Everything a worker or a reader of a report needs to know about one model."""
 
-    schema_version: Literal[1, 2, 3] = SCHEMA_VERSION
+    schema_version: Literal[1, 2, 3, 4] = SCHEMA_VERSION
     name: str
     version: str
     created_at: str
     window_length: int
+    channels: int = 1  # schema 4 on; a window is (channels, window_length)
     architecture: ArchitectureRecord
     normalisation: NormalisationRecord
     threshold: ThresholdRecord
@@ -142,6 +165,18 @@ class Metadata(_Strict):
     training: TrainingRecord
     evaluation: Evaluation
     digest: str | None = None  # schema 3 on: sha256 of this file's canonical content without this field (`content_digest`)
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> Metadata:
+        if self.channels < 1 or self.window_length < 2:
+            raise ValueError(f"a window of {self.channels} channels x {self.window_length} samples is not a window")
+        if self.normalisation.bounds()[0].size not in (1, self.channels):
+            raise ValueError(f"normalisation has {self.normalisation.bounds()[0].size} channels, the window {self.channels}")
+        return self
+
+    @property
+    def window_shape(self) -> tuple[int, int]:
+        return (self.channels, self.window_length)
 
 
 def sha256_file(path: Path) -> str:
@@ -223,8 +258,8 @@ def _check_runtimes_agree(model: Any, litert_path: Path, fitted: np.ndarray, dir
         log.warning("%s not checked against TensorFlow: ai-edge-litert is not installed (pip install 'anomstream[litert]')", LITERT_FILE)
         return
     sample = np.asarray(fitted[:2048], dtype=np.float32)
-    keras_errors = runtimes.KerasRuntime(model).errors(sample)
-    litert_errors = runtimes.LiteRTRuntime(litert_path).errors(sample)
+    keras_errors = runtimes.KerasRuntime(model).channel_errors(sample)
+    litert_errors = runtimes.LiteRTRuntime(litert_path).channel_errors(sample)
     gap = float(np.max(np.abs(keras_errors - litert_errors))) if len(sample) else 0.0
     if not gap <= RUNTIMES_AGREE_WITHIN:
         raise ArtifactError(
@@ -298,6 +333,7 @@ def _checked(directory: Path, record: ModelFileRecord) -> Path:
 def load(directory: str | os.PathLike[str]) -> tuple[Metadata, Any]:
     """The checked metadata and the Keras model, loaded with `safe_mode=True`."""
     from anomstream.models.backend import keras
+    from anomstream.models.runtimes import window_shape_of
 
     directory = Path(directory)
     metadata = read_metadata(directory)
@@ -306,12 +342,16 @@ def load(directory: str | os.PathLike[str]) -> tuple[Metadata, Any]:
         model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types for a bad file; all mean the same to the user
         raise ArtifactError(f"{model_path} cannot be loaded by Keras: {str(exc).splitlines()[0]}.") from exc
-    if model.input_shape[-1] != metadata.window_length:
-        raise ArtifactError(
-            f"{directory} is inconsistent: the model takes windows of {model.input_shape[-1]},"
-            f" {META_FILE} says {metadata.window_length}."
-        )
+    _check_shape(directory, MODEL_FILE, window_shape_of(model.input_shape), metadata)
     return metadata, model
+
+
+def _check_shape(directory: Path, file: str, shape: tuple[int, int], metadata: Metadata) -> None:
+    if shape != metadata.window_shape:
+        raise ArtifactError(
+            f"{directory} is inconsistent: {file} takes windows of {shape[0]} x {shape[1]} (channels x samples),"
+            f" {META_FILE} says {metadata.channels} x {metadata.window_length}."
+        )
 
 
 def scorer(directory: str | os.PathLike[str], runtime: str = "tensorflow", threads: int = 1) -> tuple[Metadata, Any]:
@@ -326,7 +366,10 @@ def scorer(directory: str | os.PathLike[str], runtime: str = "tensorflow", threa
     else:
         metadata, keras_model = load(directory)
         model = runtimes.KerasRuntime(keras_model)
-    norm = Normalisation(metadata.normalisation.minimum, metadata.normalisation.maximum)
+    minimum, maximum = metadata.normalisation.bounds()
+    if minimum.size != metadata.channels:  # one global pair (schemas 1-3) serves every channel
+        minimum, maximum = np.repeat(minimum, metadata.channels), np.repeat(maximum, metadata.channels)
+    norm = Normalisation(minimum, maximum)
     threshold = restore(metadata.threshold.method, metadata.threshold.params, metadata.threshold.value)
     return metadata, Scorer(model, norm, threshold)
 
@@ -341,9 +384,5 @@ def _litert(directory: Path, threads: int) -> tuple[Metadata, Any]:
             "retrain it with this anomstream, or use --runtime tensorflow."
         )
     runtime = LiteRTRuntime(_checked(directory, metadata.litert_file), threads)
-    if runtime.window_length != metadata.window_length:
-        raise ArtifactError(
-            f"{directory} is inconsistent: {LITERT_FILE} takes windows of {runtime.window_length},"
-            f" {META_FILE} says {metadata.window_length}."
-        )
+    _check_shape(directory, LITERT_FILE, runtime.window_shape, metadata)
     return metadata, runtime

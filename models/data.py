@@ -1,9 +1,13 @@
-"""ECG5000 in the tutorial's layout: where to find it, how to read it, how to split it.
+"""Data sets: where to find ECG5000, how to read any layout into windows, which labels are normal, how to split.
 
-A file holds one window per row: the samples, then the label (1 normal,
-0 anomalous), comma-separated, no header, plain or gzip. Anything else is a
-`DataError` that names the file, the row and the problem, because a silent
-NaN here becomes a wrong threshold much later.
+A data set is windows shaped (n, channels, length), a label per window (1
+normal, 0 anomalous, mapped from the file's own labels by `--normal-label`) and
+the row number of each window in its file. The layouts are in
+models/layouts.py. Anything wrong is a `DataError` naming the file, the row and
+the problem, because a silent NaN here becomes a wrong threshold much later.
+A data set is identified by its parsed content (`Dataset.content`), not its
+bytes, and split by row number, not position, so a copy with CRLF line ends or
+rows left out selects the same test rows.
 """
 
 from __future__ import annotations
@@ -12,16 +16,20 @@ import gzip
 import hashlib
 import http.client
 import io
-import math
+import logging
 import os
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from anomstream.errors import DataError
+from anomstream.models import layouts
+
+log = logging.getLogger("anomstream.data")
 
 # pandas and scikit-learn are imported where they are used: the CLI imports this module to build its
 # parser, and a worker on LiteRT (the slim image) has neither.
@@ -40,31 +48,68 @@ TUTORIAL_NORMAL = 2919
 class Dataset:
     """Windows and labels read from one file; `rows` are 0-based row numbers in it."""
 
-    windows: np.ndarray  # float32, (n, window_length)
+    windows: np.ndarray  # float32, (n, channels, length)
     labels: np.ndarray  # int8, (n,); 1 normal, 0 anomalous
     rows: np.ndarray  # int64, (n,)
     path: Path
-    sha256: str
+    sha256: str  # of the file's (uncompressed) bytes
     skipped: tuple[str, ...] = ()  # "row N ...: why", for rows left out by load(skip_bad_rows=True)
+    total_rows: int | None = None  # rows in the file, bad ones too; None: len(self)
+    layout: str = "tutorial"
+    normal_labels: tuple[str, ...] = ("1",)
+    window: int | None = None  # series: the window and stride it was cut with
+    stride: int | None = None
+    ids: str = ""  # what replay's window ids put before the row number ("test-" for a --test-data file)
+
+    def __post_init__(self) -> None:
+        if self.windows.ndim == 2:  # (n, length): one channel
+            object.__setattr__(self, "windows", self.windows[:, None, :])
+
+    @property
+    def window_shape(self) -> tuple[int, int]:
+        return (int(self.windows.shape[1]), int(self.windows.shape[2]))
 
     @property
     def window_length(self) -> int:
-        return int(self.windows.shape[1])
+        return int(self.windows.shape[2])
+
+    @property
+    def content(self) -> str:
+        """sha256 of the parsed windows and their row numbers: the same data in any spelling of the file."""
+        digest = hashlib.sha256(repr(self.windows.shape).encode())
+        digest.update(np.ascontiguousarray(self.windows, dtype="<f4").tobytes())
+        digest.update(np.ascontiguousarray(self.rows, dtype="<i8").tobytes())
+        return digest.hexdigest()
 
     def __len__(self) -> int:
         return int(self.windows.shape[0])
 
     def subset(self, index: np.ndarray) -> Dataset:
-        return Dataset(self.windows[index], self.labels[index], self.rows[index], self.path, self.sha256, self.skipped)
+        return replace(self, windows=self.windows[index], labels=self.labels[index], rows=self.rows[index])
+
+    def describe(self) -> dict[str, Any]:
+        """What the artifact's data record says of this data."""
+        return {
+            "file": self.path.name,
+            "sha256": self.sha256,
+            "rows": len(self),
+            "normal": int(self.labels.sum()),
+            "anomalous": int(len(self) - self.labels.sum()),
+            "content": self.content,
+            "layout": self.layout,
+            "normal_labels": list(self.normal_labels),
+            "window": self.window,
+            "stride": self.stride,
+        }
 
 
 @dataclass(frozen=True)
 class Split:
-    """The tutorial's 80/20 split; normalisation and training use `train` only."""
+    """Training and test rows; normalisation and training use `train` only. `test_size` None: a test file."""
 
     train: Dataset
     test: Dataset
-    test_size: float
+    test_size: float | None
     seed: int
 
 
@@ -144,131 +189,177 @@ def _write_atomically(target: Path, text: bytes) -> None:
     partial.replace(target)
 
 
-def load(path: str | os.PathLike[str], skip_bad_rows: bool = False) -> Dataset:
-    """Read and check a tutorial-layout file; every problem is one sentence naming the row.
+def load(
+    path: str | os.PathLike[str],
+    skip_bad_rows: bool = False,
+    layout: str = "auto",
+    normal_labels: tuple[str, ...] | list[str] = (),
+    window: int | None = None,
+    stride: int | None = None,
+    drop_nan: bool = False,
+) -> Dataset:
+    """Read and check a data file in any layout; every problem is one sentence naming the row.
 
     With `skip_bad_rows` the bad rows are left out and listed in `Dataset.skipped`
     instead (replay uses this on request); row numbers stay those of the file.
+    `normal_labels`: the file's labels that mean normal (default: 1 for the
+    tutorial layout; required for the others when they have labels).
     """
     path = Path(path)
-    raw = _read(path)
-    if skip_bad_rows:
-        return _load_lenient(path, raw)
-    table = _parse(path, raw)
-    windows, labels = table[:, :-1], table[:, -1]
-    _check_finite(path, windows)
-    bad = np.flatnonzero((labels != 0.0) & (labels != 1.0))
-    if bad.size:
-        raise DataError(
-            f"{path} row {bad[0] + 1}: label {labels[bad[0]]:g} is not 0 (anomalous) or 1 (normal)"
-            f" ({bad.size} such rows)."
-        )
+    raw = layouts.read_bytes(path)
+    chosen = layout
+    if layout == "auto":
+        chosen, why = layouts.detect(path, raw)
+        log.info("reading %s as the %s layout (%s; --layout chooses)", path, chosen, why)
+    elif layout not in layouts.LAYOUTS:
+        raise DataError(f"--layout {layout} is not one of auto, {', '.join(layouts.LAYOUTS)}.")
+    if (window is not None or stride is not None) and chosen != "series":
+        raise DataError(f"--window and --stride cut a series; {path} is read as the {chosen} layout (see --layout).")
+    sha256 = hashlib.sha256(raw).hexdigest()
+    if chosen == "series":
+        return _load_series(path, raw, sha256, tuple(normal_labels), window, stride)
+    if chosen == "npz":
+        table = layouts.read_npz(path, raw, drop_nan)
+    else:
+        table = layouts.read_delimited(path, raw, chosen, drop_nan, skip_bad_rows)
+    if table.dropped_nan:
+        log.warning("%s: left out %d NaN-padded rows (--drop-nan-rows)", path, table.dropped_nan)
+    normal = _normal_labels(path, chosen, tuple(normal_labels), table.labels)
+    labels = np.isin(table.labels, normal).astype(np.int8)
     return Dataset(
-        windows=windows.astype(np.float32),
-        labels=labels.astype(np.int8),
-        rows=np.arange(len(table), dtype=np.int64),
+        windows=table.windows,
+        labels=labels,
+        rows=table.rows,
         path=path,
-        sha256=hashlib.sha256(raw).hexdigest(),
+        sha256=sha256,
+        skipped=table.skipped,
+        total_rows=table.total_rows,
+        layout=chosen,
+        normal_labels=normal,
     )
 
 
-def _read(path: Path) -> bytes:
+def _normal_labels(path: Path, layout: str, given: tuple[str, ...], found: np.ndarray) -> tuple[str, ...]:
+    """The normal labels, checked against what the file holds; the tutorial's labels must be 0 or 1 unless told."""
+    present = sorted(set(found.tolist()), key=_label_order)
+    listing = ", ".join(present[:12]) + (f" and {len(present) - 12} more" if len(present) > 12 else "")
+    if not given:
+        if layout != "tutorial":
+            raise DataError(
+                f"{path} ({layout} layout) has the labels {listing}: say which mean normal with --normal-label"
+                " (repeatable); every other label is anomalous."
+            )
+        other = [label for label in found.tolist() if label not in ("0", "1")]
+        if other:
+            row = int(np.flatnonzero(~np.isin(found, ["0", "1"]))[0])
+            raise DataError(
+                f"{path} row {row + 1}: label {other[0]} is not 0 (anomalous) or 1 (normal) ({len(other)} such rows);"
+                f" the labels found are {listing}: pass --normal-label to say which are normal."
+            )
+        return ("1",)
+    wanted = tuple(layouts.label_text(label) for label in given)
+    unknown = [label for label in wanted if label not in present]
+    if unknown:
+        raise DataError(f"{path} has no rows labelled {', '.join(unknown)} (--normal-label); its labels are {listing}.")
+    return wanted
+
+
+def _label_order(label: str) -> tuple[int, float, str]:
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{path} cannot be read: {exc.strerror or exc}.") from exc
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise DataError(f"{path} is not a valid gzip file ({exc}).") from exc
-    if not raw.strip():
-        raise DataError(f"{path} is empty: expected one window per row, the samples then a 0/1 label.")
-    return raw
+        return (0, float(label), label)
+    except ValueError:
+        return (1, 0.0, label)
 
 
-def _parse(path: Path, raw: bytes) -> np.ndarray:
-    import pandas as pd
-
-    try:
-        table = pd.read_csv(io.BytesIO(raw), header=None, dtype=np.float64, na_filter=False, engine="c")
-    except (ValueError, pd.errors.ParserError):
-        table = None  # find out exactly what is wrong, below
-    if table is not None and table.shape[1] >= 2:
-        return table.to_numpy()
-    for number, line, width in _lines(path, raw):
-        problem = _row_problem(line.split(","), width)
-        if problem:
-            raise DataError(f"{path} row {number}{problem}.")
-    raise DataError(f"{path} could not be parsed as comma-separated numbers.")  # no row-level problem found
-
-
-def _lines(path: Path, raw: bytes) -> list[tuple[int, str, int]]:
-    """(row number, line, expected width): the slow path, for naming bad rows."""
-    lines = raw.decode("utf-8", errors="replace").splitlines()
-    width = len(lines[0].split(","))
-    if width < 2:
-        raise DataError(f"{path} row 1 has {width} column: expected the samples then a label.")
-    return [(number, line, width) for number, line in enumerate(lines, start=1)]
-
-
-def _row_problem(cells: list[str], width: int) -> str | None:
-    """What is wrong with one row, as the end of a sentence that starts "row N"."""
-    if len(cells) != width:
-        return f" has {len(cells)} columns, expected {width} like row 1"
-    for column, cell in enumerate(cells, start=1):
-        try:
-            value = float(cell)
-        except ValueError:
-            return f" column {column}: {cell.strip()[:40]!r} is not a number"
-        if not math.isfinite(value):
-            return f" column {column}: {cell.strip()!r} is not a finite number"
-    label = float(cells[-1])
-    if label not in (0.0, 1.0):
-        return f": label {label:g} is not 0 (anomalous) or 1 (normal)"
-    return None
-
-
-def _load_lenient(path: Path, raw: bytes) -> Dataset:
-    kept: list[list[float]] = []
-    rows: list[int] = []
-    skipped: list[str] = []
-    for number, line, width in _lines(path, raw):
-        cells = line.split(",")
-        problem = _row_problem(cells, width)
-        if problem:
-            skipped.append(f"row {number}{problem}")
-            continue
-        kept.append([float(cell) for cell in cells])
-        rows.append(number - 1)
-    if not kept:
-        raise DataError(f"{path} has no valid rows ({len(skipped)} bad; first: {skipped[0]}).")
-    table = np.array(kept)
+def _load_series(
+    path: Path, raw: bytes, sha256: str, normal_labels: tuple[str, ...], window: int | None, stride: int | None
+) -> Dataset:
+    """A long series cut into windows; a window is anomalous when any of its samples is."""
+    if window is None:
+        raise DataError(f"{path} is a series (the series layout): say how to cut it with --window N (and --stride S).")
+    stride = window if stride is None else stride
+    if window < 2 or stride < 1:
+        raise DataError(f"--window {window} must be at least 2 and --stride {stride} at least 1.")
+    series = layouts.read_series(path, raw)
+    windows, starts, left = layouts.cut(series, window, stride)
+    if left:
+        log.info("%s: the last %d samples fill no whole window of %d and are left out", path, left, window)
+    if series.labels is None:
+        normal, labels = (), np.ones(len(windows), np.int8)
+        if normal_labels:
+            raise DataError(f"{path} has no `label` column, so --normal-label has nothing to map.")
+    else:
+        normal = _normal_labels(path, "series", normal_labels, series.labels)
+        sample_normal = np.isin(series.labels, normal)
+        # A window is normal when all of its samples are: the running count of anomalous samples, differenced.
+        anomalous_so_far = np.concatenate([[0], np.cumsum(~sample_normal)])
+        labels = (anomalous_so_far[starts + window] - anomalous_so_far[starts] == 0).astype(np.int8)
+    log.info("%s: %d windows of %d channels x %d samples, every %d samples", path, len(windows), windows.shape[1], window, stride)
     return Dataset(
-        windows=table[:, :-1].astype(np.float32),
-        labels=table[:, -1].astype(np.int8),
-        rows=np.array(rows, dtype=np.int64),
+        windows=windows,
+        labels=labels,
+        rows=np.arange(len(windows), dtype=np.int64),
         path=path,
-        sha256=hashlib.sha256(raw).hexdigest(),
-        skipped=tuple(skipped),
+        sha256=sha256,
+        total_rows=len(windows),
+        layout="series",
+        normal_labels=normal,
+        window=window,
+        stride=stride,
     )
-
-
-def _check_finite(path: Path, windows: np.ndarray) -> None:
-    bad = ~np.isfinite(windows)
-    if bad.any():
-        row, column = np.argwhere(bad)[0]
-        raise DataError(
-            f"{path} row {row + 1} column {column + 1}: {windows[row, column]} is not a finite number"
-            f" ({int(bad.sum())} such cells)."
-        )
 
 
 def split(dataset: Dataset, test_size: float = 0.2, seed: int = 21) -> Split:
-    """The tutorial's `train_test_split(data, labels, test_size=0.2, random_state=21)`."""
+    """The tutorial's `train_test_split(data, labels, test_size=0.2, random_state=21)`, over the file's row numbers.
+
+    Split by row number among all of the file's rows, so a copy with some rows left out (--skip-bad-rows,
+    --drop-nan-rows) puts every remaining row on the same side as the whole file does.
+    """
     from sklearn.model_selection import train_test_split
 
     if not 0.0 < test_size < 1.0:
         raise DataError(f"test size {test_size} must be between 0 and 1.")
-    train_index, test_index = train_test_split(np.arange(len(dataset)), test_size=test_size, random_state=seed)
-    return Split(dataset.subset(train_index), dataset.subset(test_index), test_size, seed)
+    total = dataset.total_rows if dataset.total_rows is not None else len(dataset)
+    train_rows, test_rows = train_test_split(np.arange(total), test_size=test_size, random_state=seed)
+    # Each part keeps train_test_split's shuffled order (the tutorial's), with the rows this copy lacks left out.
+    position = np.full(total, -1)
+    position[dataset.rows] = np.arange(len(dataset))
+    train_index, test_index = position[train_rows], position[test_rows]
+    return Split(dataset.subset(train_index[train_index >= 0]), dataset.subset(test_index[test_index >= 0]), test_size, seed)
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """How to find and read a data set: the same options for train, evaluate, replay and validate."""
+
+    data: str | None = None  # None: ECG5000 (resolve)
+    test_data: str | None = None  # a data set that ships split: its test file; then nothing is carved
+    layout: str = "auto"
+    normal_labels: tuple[str, ...] = ()
+    window: int | None = None
+    stride: int | None = None
+    drop_nan: bool = False
+    skip_bad_rows: bool = False
+
+    def read(self, path: str | os.PathLike[str]) -> Dataset:
+        return load(path, self.skip_bad_rows, self.layout, self.normal_labels, self.window, self.stride, self.drop_nan)
+
+    def load(self) -> tuple[Dataset, Dataset | None]:
+        """The data file and, when given, the test file, read alike and checked to hold windows of one shape."""
+        train = self.read(resolve(self.data))
+        if self.test_data is None:
+            return train, None
+        test = replace(self.read(resolve(self.test_data)), ids="test-")
+        if test.window_shape != train.window_shape:
+            raise DataError(
+                f"{test.path} has windows of {test.window_shape[0]} x {test.window_shape[1]} (channels x samples),"
+                f" {train.path} of {train.window_shape[0]} x {train.window_shape[1]}: --test-data must match --data."
+            )
+        return train, test
+
+
+def parts(train: Dataset, test: Dataset | None, test_size: float, seed: int) -> Split:
+    """The test file when there is one, else the tutorial's split of the data file."""
+    if test is not None:
+        return Split(train, test, None, seed)
+    return split(train, test_size, seed)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from anomstream.errors import WindowError
+from anomstream.models.scorer import window_errors
 
 if TYPE_CHECKING:
     from anomstream.models.artifact import Metadata
@@ -35,6 +36,7 @@ class Scores:
     errors: np.ndarray  # float32: each window's mean absolute reconstruction error
     anomalous: np.ndarray  # bool: error > threshold
     threshold: float
+    channel_errors: np.ndarray  # float32, (n, channels): each channel's error; `errors` is their mean
 
     def __len__(self) -> int:
         return len(self.errors)
@@ -54,13 +56,13 @@ class Detector:
         return float(self.metadata.threshold.value)
 
     @property
-    def window_length(self) -> int:
-        return int(self.metadata.window_length)
-
-    @property
     def window_shape(self) -> tuple[int, int]:
         """(channels, length) of one window."""
-        return (1, self.window_length)
+        return self._scorer.window_shape
+
+    @property
+    def channels(self) -> int:
+        return self.window_shape[0]
 
     @property
     def model_ref(self) -> dict[str, str]:
@@ -71,9 +73,10 @@ class Detector:
         """Errors and verdicts of raw (unnormalised) windows, one per row."""
         values = self.check(windows)
         if not len(values):
-            return Scores(np.empty(0, np.float32), np.empty(0, bool), self.threshold)
-        errors = self._scorer.errors(values)
-        return Scores(errors, self._scorer.is_anomaly(errors), self.threshold)
+            return Scores(np.empty(0, np.float32), np.empty(0, bool), self.threshold, np.empty((0, self.channels), np.float32))
+        channel_errors = self._scorer.channel_errors(values)
+        errors = window_errors(channel_errors)
+        return Scores(errors, self._scorer.is_anomaly(errors), self.threshold, channel_errors)
 
     def reconstruct(self, windows: Any) -> np.ndarray:
         """Reconstructions in the normalised scale (for plots), with the inputs scaled alike by `normalise`."""
@@ -83,34 +86,38 @@ class Detector:
         return self._scorer.normalisation.apply(self.check(windows))
 
     def check(self, windows: Any) -> np.ndarray:
-        """Windows as a float32 (n, length) matrix, or one sentence saying what is wrong with them."""
+        """Windows as float32 (n, channels, length), or one sentence saying what is wrong with them."""
+        return check_windows(windows, self.window_shape)
+
+
+def check_windows(windows: Any, window_shape: tuple[int, int]) -> np.ndarray:
+    """`windows` as float32 (n, channels, length); a one-channel shape also takes (n, length)."""
+    channels, length = window_shape
+    expected = f"(n, {channels}, {length})" if channels > 1 else f"(n, {length}) or (n, 1, {length})"
+    try:
+        values = np.asarray(windows)
+    except ValueError as exc:  # ragged nested lists
+        raise WindowError(f"windows are not a rectangular array ({exc}): this model takes {expected}.") from None
+    if values.dtype.kind == "c":  # it would cast, with a warning, by dropping the imaginary part
+        raise WindowError(f"windows of dtype {values.dtype} are not real numbers.")
+    if values.dtype.kind not in _NUMERIC_KINDS:
         try:
-            values = np.asarray(windows)
-        except ValueError as exc:  # ragged nested lists
-            raise WindowError(f"windows are not a rectangular array ({exc}): give one window of {self.window_length} samples per row.") from None
-        if values.dtype.kind == "c":  # it would cast, with a warning, by dropping the imaginary part
-            raise WindowError(f"windows of dtype {values.dtype} are not real numbers.")
-        if values.dtype.kind not in _NUMERIC_KINDS:
-            try:
-                values = values.astype(np.float32)
-            except (TypeError, ValueError):
-                raise WindowError(f"windows of dtype {values.dtype} cannot be read as float32 samples: give numbers.") from None
-        channels, length = self.window_shape
-        if values.ndim == 3 and values.shape[1:] == (channels, length):
-            values = values.reshape(len(values), length)
-        if values.ndim != 2 or values.shape[1] != length:
-            hint = " (one window? pass windows[None])" if values.ndim == 1 else ""
-            raise WindowError(
-                f"windows have shape {values.shape}; this model takes (n, {length}) or (n, {channels}, {length}){hint}."
-            )
-        values = values.astype(np.float32, copy=False)
-        finite = np.isfinite(values).all(axis=1)
-        if not finite.all():
-            bad = np.flatnonzero(~finite)
-            raise WindowError(
-                f"{bad.size} of {len(values)} windows hold NaN or infinite samples (first: row {bad[0]}): every sample must be finite."
-            )
-        return values
+            values = values.astype(np.float32)
+        except (TypeError, ValueError):
+            raise WindowError(f"windows of dtype {values.dtype} cannot be read as float32 samples: give numbers.") from None
+    if values.ndim == 2 and channels == 1 and values.shape[1] == length:
+        values = values.reshape(len(values), 1, length)
+    if values.ndim != 3 or values.shape[1:] != (channels, length):
+        hint = " (one window? pass windows[None])" if values.shape in ((length,), (channels, length)) else ""
+        raise WindowError(f"windows have shape {values.shape}; this model takes {expected}{hint}.")
+    values = values.astype(np.float32, copy=False)
+    finite = np.isfinite(values).all(axis=(1, 2))
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise WindowError(
+            f"{bad.size} of {len(values)} windows hold NaN or infinite samples (first: row {bad[0]}): every sample must be finite."
+        )
+    return values
 
 
 def load(path: str | os.PathLike[str], runtime: str = "auto", threads: int = 1) -> Detector:

@@ -32,14 +32,25 @@ CHOICES = ("auto", *RUNTIMES)
 
 
 class Runtime(Protocol):
-    """What `models.scorer.Scorer` needs from a runtime; all arrays are float32, shape (batch, window_length)."""
+    """What `models.scorer.Scorer` needs from a runtime; arrays are float32, windows (batch, channels, length)."""
 
-    window_length: int
+    window_shape: tuple[int, int]
 
-    def errors(self, scaled: np.ndarray) -> np.ndarray:
-        """Mean absolute reconstruction error per window."""
+    def channel_errors(self, scaled: np.ndarray) -> np.ndarray:
+        """Mean absolute reconstruction error per window and channel, (batch, channels)."""
 
     def reconstruct(self, scaled: np.ndarray) -> np.ndarray: ...
+
+
+def window_shape_of(input_shape: Any) -> tuple[int, int]:
+    """(channels, length) from a model's input shape: (batch, channels, length), or (batch, length) for the
+    one-channel models of artifact schemas 1 to 3."""
+    dims = [int(d) for d in list(input_shape)[1:]]
+    if len(dims) == 1:
+        return (1, dims[0])
+    if len(dims) == 2:
+        return (dims[0], dims[1])
+    raise ArtifactError(f"the model takes inputs of shape {tuple(input_shape)}: expected (batch, channels, length).")
 
 
 class KerasRuntime:
@@ -49,14 +60,18 @@ class KerasRuntime:
         from anomstream.models.backend import tf
 
         self.model = model
-        self.window_length = int(model.input_shape[-1])
-        signature = [tf.TensorSpec([None, self.window_length], tf.float32)]
-        self._errors = tf.function(
-            lambda x: tf.reduce_mean(tf.abs(model(x, training=False) - x), axis=1), input_signature=signature
-        )
-        self._reconstruct = tf.function(lambda x: model(x, training=False), input_signature=signature)
+        self.window_shape = window_shape_of(model.input_shape)
+        model_shape = [-1, *[int(d) for d in model.input_shape[1:]]]  # a legacy model takes (batch, length)
+        window = [-1, *self.window_shape]
+        signature = [tf.TensorSpec([None, *self.window_shape], tf.float32)]
 
-    def errors(self, scaled: np.ndarray) -> np.ndarray:
+        def reconstruct(x: Any) -> Any:
+            return tf.reshape(model(tf.reshape(x, model_shape), training=False), window)
+
+        self._errors = tf.function(lambda x: tf.reduce_mean(tf.abs(reconstruct(x) - x), axis=2), input_signature=signature)
+        self._reconstruct = tf.function(reconstruct, input_signature=signature)
+
+    def channel_errors(self, scaled: np.ndarray) -> np.ndarray:
         return self._errors(scaled).numpy()
 
     def reconstruct(self, scaled: np.ndarray) -> np.ndarray:
@@ -77,22 +92,25 @@ class LiteRTRuntime:
                 raise ArtifactError(f"{path} cannot be loaded by LiteRT: {str(exc).splitlines()[0]}.") from None
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
-        self.window_length = int(self._input["shape_signature"][-1])
+        signature = self._input["shape_signature"]
+        self.window_shape = window_shape_of(signature)
+        self._model_shape = [int(d) for d in signature[1:]]
         self._batch = 0
 
     def reconstruct(self, scaled: np.ndarray) -> np.ndarray:
-        if len(scaled) != self._batch:
+        batch = len(scaled)
+        if batch != self._batch:
             # The batch dimension is dynamic (-1). Re-planning costs ~30-300 us, so it is done only when the size
             # changes: under load every batch is --max-batch long.
-            self._interpreter.resize_tensor_input(self._input["index"], list(scaled.shape))
+            self._interpreter.resize_tensor_input(self._input["index"], [batch, *self._model_shape])
             self._interpreter.allocate_tensors()
-            self._batch = len(scaled)
-        self._interpreter.set_tensor(self._input["index"], scaled)
+            self._batch = batch
+        self._interpreter.set_tensor(self._input["index"], scaled.reshape(batch, *self._model_shape))
         self._interpreter.invoke()
-        return self._interpreter.get_tensor(self._output["index"])
+        return self._interpreter.get_tensor(self._output["index"]).reshape(batch, *self.window_shape)
 
-    def errors(self, scaled: np.ndarray) -> np.ndarray:
-        return np.abs(self.reconstruct(scaled) - scaled).mean(axis=1, dtype=np.float32)
+    def channel_errors(self, scaled: np.ndarray) -> np.ndarray:
+        return np.abs(self.reconstruct(scaled) - scaled).mean(axis=2, dtype=np.float32)
 
 
 def _litert_interpreter() -> Any:

@@ -2,7 +2,9 @@
 
 Keeping normalisation, the model call and the error in one place is what makes
 the worker's verdicts equal `anomstream evaluate`'s window for window, on
-either runtime (models/runtimes.py).
+either runtime (models/runtimes.py). Windows are (n, channels, length)
+everywhere; a window's error is the mean of its channels' errors (each the mean
+absolute error over the channel's samples), so one channel gives the tutorial's.
 """
 
 from __future__ import annotations
@@ -21,19 +23,34 @@ CHUNK = 8192
 
 @dataclass(frozen=True)
 class Normalisation:
-    """The tutorial's global min-max scaling, with constants from the training split only."""
+    """Min-max scaling per channel, with constants from the training split only (one channel: the tutorial's)."""
 
-    minimum: float
-    maximum: float
+    minimum: np.ndarray  # float64, (channels,)
+    maximum: np.ndarray  # float64, (channels,); above minimum
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "minimum", np.atleast_1d(np.asarray(self.minimum, dtype=np.float64)))
+        object.__setattr__(self, "maximum", np.atleast_1d(np.asarray(self.maximum, dtype=np.float64)))
+        scale = self.maximum - self.minimum
+        object.__setattr__(self, "_offset", self.minimum.astype(np.float32)[:, None])
+        object.__setattr__(self, "_scale", scale.astype(np.float32)[:, None])
+
+    @property
+    def channels(self) -> int:
+        return int(self.minimum.size)
 
     @classmethod
     def fit(cls, windows: np.ndarray) -> Normalisation:
-        return cls(float(np.min(windows)), float(np.max(windows)))
+        """Each channel's min and max over (n, channels, length) windows; a constant channel gets a range of 1,
+        so it scales to 0 instead of dividing by zero."""
+        windows = np.asarray(windows)
+        minimum = windows.min(axis=(0, 2)).astype(np.float64)
+        maximum = windows.max(axis=(0, 2)).astype(np.float64)
+        return cls(minimum, np.where(maximum > minimum, maximum, minimum + 1.0))
 
     def apply(self, windows: np.ndarray) -> np.ndarray:
-        return ((np.asarray(windows, dtype=np.float32) - self.minimum) / (self.maximum - self.minimum)).astype(
-            np.float32, copy=False
-        )
+        """Scaled float32 windows, (n, channels, length)."""
+        return ((np.asarray(windows, dtype=np.float32) - self._offset) / self._scale).astype(np.float32, copy=False)
 
 
 class Scorer:
@@ -43,18 +60,29 @@ class Scorer:
         self.runtime = runtime
         self.normalisation = normalisation
         self.threshold = threshold
-        self.window_length = runtime.window_length
+        self.window_shape: tuple[int, int] = runtime.window_shape
 
-    def errors(self, windows: np.ndarray) -> np.ndarray:
-        """Mean absolute reconstruction error of each raw (unnormalised) window."""
+    def channel_errors(self, windows: np.ndarray) -> np.ndarray:
+        """Mean absolute reconstruction error of each channel of each raw window, (n, channels) float32."""
         scaled = self.normalisation.apply(windows)
         if len(scaled) <= CHUNK:
-            return self.runtime.errors(scaled)
-        return np.concatenate([self.runtime.errors(scaled[i : i + CHUNK]) for i in range(0, len(scaled), CHUNK)])
+            return self.runtime.channel_errors(scaled)
+        return np.concatenate([self.runtime.channel_errors(scaled[i : i + CHUNK]) for i in range(0, len(scaled), CHUNK)])
+
+    def errors(self, windows: np.ndarray) -> np.ndarray:
+        """Each raw window's error, (n,) float32: the mean of its channel errors."""
+        return window_errors(self.channel_errors(windows))
 
     def reconstruct(self, windows: np.ndarray) -> np.ndarray:
-        """Reconstructions in the normalised scale, for plots."""
+        """Reconstructions in the normalised scale, for plots, (n, channels, length)."""
         return self.runtime.reconstruct(self.normalisation.apply(windows))
 
     def is_anomaly(self, errors: np.ndarray) -> np.ndarray:
         return self.threshold.predict(errors)
+
+
+def window_errors(channel_errors: np.ndarray) -> np.ndarray:
+    """A window's error from its channels' (all channels have the same length, so this is the overall mean)."""
+    if channel_errors.shape[1] == 1:
+        return channel_errors[:, 0]
+    return channel_errors.mean(axis=1, dtype=np.float32)

@@ -1,54 +1,50 @@
-"""Training: the tutorial's protocol by default, the extensions by option.
+"""Training: the best recipe we validated by default, the tutorial's as a preset, the rest by option.
 
-Protocol (TensorFlow "Intro to Autoencoders", ECG): 80/20 split with seed 21,
-global min-max constants from the training split, fit on normal training
-windows only (Adam, MAE, 20 epochs, batch 512), threshold = mean + 1 std of
-their errors. Nothing here looks at test labels except the final evaluation.
+The tutorial's protocol (TensorFlow "Intro to Autoencoders", ECG) is the
+`tutorial` preset: 80/20 split with seed 21, min-max constants from the
+training split, fit on normal training windows only (Adam, MAE, 20 epochs,
+batch 512), threshold = mean + 1 std of their errors. The `default` preset was
+chosen on validation splits carved from training rows, across data sets
+(benchmarks/quality.py --select; models/MODEL_CARD.md). Nothing here looks at
+test rows until the final evaluation: no choice, curve or stopping rule uses them.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from anomstream.errors import DataError
 from anomstream.models import architectures
 from anomstream.models import threshold as thresholds
 from anomstream.models.backend import keras, tf
-from anomstream.models.data import Dataset, Split, split
+from anomstream.models.data import Dataset, Split, parts
 from anomstream.models.evaluate import Evaluation, evaluate
+from anomstream.models.recipe import PRESETS, TrainConfig  # noqa: F401 (PRESETS: re-exported beside fit_normal)
 from anomstream.models.runtimes import KerasRuntime
 from anomstream.models.scorer import Normalisation, Scorer
+
+log = logging.getLogger("anomstream.models")
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Every knob of a training run; the defaults are the tutorial's."""
+@dataclass
+class Fitted:
+    """An autoencoder and its threshold fitted on normal windows, ready to score raw windows."""
 
-    arch: str = "dense"
-    epochs: int = 20
-    batch_size: int = 512
-    seed: int = 21  # weights, shuffling, noise
-    split_seed: int = 21  # the train/test split, kept apart so seeds can vary on one split
-    test_size: float = 0.2
-    noise_factor: float = 0.0
-    learning_rate: float = 1e-3
-    threshold: str = "mean-std"
-    threshold_params: dict[str, float] = field(default_factory=dict)
-    # Fraction of normal training windows held out to fit the threshold on; None: 0.2 for fpr, else 0.
-    holdout: float | None = None
-    name: str | None = None
-
-    @property
-    def holdout_fraction(self) -> float:
-        if self.holdout is not None:
-            return self.holdout
-        return 0.2 if self.threshold == "fpr" else 0.0
+    model: keras.Model
+    scorer: Scorer
+    fitted: np.ndarray  # the scaled windows the model was fitted on: `artifact.save` checks LiteRT against TensorFlow on them
+    holdout: int  # normal windows held out to fit the threshold on
+    fitted_on: str  # "train-normal" | "holdout-normal"
+    seconds: float
+    history: dict[str, list[float]]
 
 
 @dataclass
@@ -59,7 +55,7 @@ class TrainResult:
     evaluation: Evaluation
     test_errors: np.ndarray
     metadata_fields: dict[str, Any]
-    fitted: np.ndarray  # the scaled windows the model was fitted on: `artifact.save` checks LiteRT against TensorFlow on them
+    fitted: np.ndarray
 
 
 class _EpochProgress(keras.callbacks.Callback):
@@ -71,62 +67,96 @@ class _EpochProgress(keras.callbacks.Callback):
         self._on_epoch(epoch + 1, dict(logs or {}))
 
 
-def train(dataset: Dataset, config: TrainConfig, on_epoch: EpochCallback | None = None) -> TrainResult:
-    """Fit an autoencoder and its threshold on `dataset`'s training split, evaluate on its test split."""
+def fit_normal(
+    normal: np.ndarray,
+    config: TrainConfig,
+    normalisation: Normalisation | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> Fitted:
+    """Fit an autoencoder and its threshold on raw normal windows (n, channels, length).
+
+    `normalisation` defaults to min-max constants of `normal`. The threshold is fitted on held-out normal
+    windows when the config holds some out (`holdout_fraction`), else on the fitted ones; the held-out ones
+    also give the validation-loss curve, so a curve never shows test windows.
+    """
     threshold = thresholds.make(config.threshold, **config.threshold_params)  # bad params fail before training
     if config.arch not in architectures.ARCHITECTURES:
         raise ValueError(f"unknown architecture {config.arch!r}")
+    normal = np.asarray(normal, dtype=np.float32)
+    if normal.ndim == 2:
+        normal = normal[:, None, :]
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
-
-    parts = split(dataset, config.test_size, config.split_seed)
-    normalisation = Normalisation.fit(parts.train.windows)
-    fit_raw, holdout_raw = _holdout(parts.train.windows[parts.train.labels == 1], config.holdout_fraction, config.split_seed)
+    normalisation = normalisation or Normalisation.fit(normal)
+    fit_raw, holdout_raw = _holdout(normal, config.holdout_fraction, config.split_seed)
     fit_windows = normalisation.apply(fit_raw)
-    test_windows = normalisation.apply(parts.test.windows)
-
-    model = architectures.build(config.arch, dataset.window_length, config.noise_factor)
+    model = architectures.build(config.arch, fit_windows.shape[1:], config.noise_factor)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mae")
     started = time.monotonic()
+    held = normalisation.apply(holdout_raw) if len(holdout_raw) else None
     history = model.fit(
         fit_windows,
         fit_windows,
         epochs=config.epochs,
         batch_size=config.batch_size,
-        validation_data=(test_windows, test_windows),  # as the tutorial: a curve to look at, never a stopping rule
+        validation_data=(held, held) if held is not None else None,
         shuffle=True,
         verbose=0,
         callbacks=[_EpochProgress(on_epoch)] if on_epoch else [],
     )
     seconds = time.monotonic() - started
-
     scorer = Scorer(KerasRuntime(model), normalisation, threshold)
     # Errors are computed on raw windows through the Scorer, exactly as the worker will.
-    fit_on = "holdout-normal" if len(holdout_raw) else "train-normal"
     threshold.fit(scorer.errors(holdout_raw if len(holdout_raw) else fit_raw))
-    test_errors = scorer.errors(parts.test.windows)
-    result = evaluate(test_errors, parts.test.labels, threshold.value)
+    return Fitted(
+        model=model,
+        scorer=scorer,
+        fitted=fit_windows,
+        holdout=len(holdout_raw),
+        fitted_on="holdout-normal" if len(holdout_raw) else "train-normal",
+        seconds=seconds,
+        history={key: [float(v) for v in values] for key, values in history.history.items()},
+    )
 
+
+def train(dataset: Dataset, config: TrainConfig, on_epoch: EpochCallback | None = None, test: Dataset | None = None) -> TrainResult:
+    """Fit on `dataset`'s training rows (all of it when `test`, a --test-data file, is given), evaluate on the test rows."""
+    split = parts(dataset, test, config.test_size, config.split_seed)
+    train_normal = split.train.windows[split.train.labels == 1]
+    _warn_about_labels(split.train, len(train_normal))
+    # The tutorial's constants: min and max of every training window, normal or not; never of test windows.
+    fitted = fit_normal(train_normal, config, Normalisation.fit(split.train.windows), on_epoch)
+    test_errors = fitted.scorer.errors(split.test.windows)
+    result = evaluate(test_errors, split.test.labels, fitted.scorer.threshold.value)
+    if result.roc_auc is not None and result.roc_auc < 0.5:
+        log.warning(
+            "ROC-AUC on the test rows is %.3f, below chance: anomalies reconstruct better than normal windows. Is"
+            " --normal-label the normal class (now %s)?", result.roc_auc, ", ".join(dataset.normal_labels) or "unlabelled",
+        )
+    normalisation = fitted.scorer.normalisation
+    channels, length = dataset.window_shape
+    data_record = dataset.describe()
+    if test is not None:
+        data_record["test_data"] = test.describe()
     fields = {
-        "name": config.name or f"ecg-{config.arch}",
-        "window_length": dataset.window_length,
-        "architecture": {"name": config.arch, "noise_factor": config.noise_factor, "parameters": model.count_params()},
-        "normalisation": {"minimum": normalisation.minimum, "maximum": normalisation.maximum},
-        "threshold": {**threshold.describe(), "fitted_on": fit_on},
-        "data": {
-            "file": dataset.path.name,
-            "sha256": dataset.sha256,
-            "rows": len(dataset),
-            "normal": int(dataset.labels.sum()),
-            "anomalous": int(len(dataset) - dataset.labels.sum()),
+        "name": config.name or f"{dataset.path.name.split('.')[0].lower().replace('_train', '')}-{config.arch}",
+        "window_length": length,
+        "channels": channels,
+        "architecture": {"name": config.arch, "noise_factor": config.noise_factor, "parameters": fitted.model.count_params()},
+        "normalisation": {
+            "method": "per-channel-min-max",
+            "minimum": normalisation.minimum.tolist(),
+            "maximum": normalisation.maximum.tolist(),
         },
+        "threshold": {**fitted.scorer.threshold.describe(), "fitted_on": fitted.fitted_on},
+        "data": data_record,
         "split": {
-            "test_size": config.test_size,
+            "test_size": split.test_size,
             "seed": config.split_seed,
-            "train": len(parts.train),
-            "test": len(parts.test),
-            "train_normal": len(fit_windows),
-            "holdout_normal": len(holdout_raw),
+            "train": len(split.train),
+            "test": len(split.test),
+            "train_normal": len(fitted.fitted),
+            "holdout_normal": fitted.holdout,
         },
         "training": {
             "seed": config.seed,
@@ -134,12 +164,25 @@ def train(dataset: Dataset, config: TrainConfig, on_epoch: EpochCallback | None 
             "batch_size": config.batch_size,
             "optimizer": f"adam(lr={config.learning_rate:g})",
             "loss": "mae",
-            "seconds": round(seconds, 3),
-            "history": {key: [float(v) for v in values] for key, values in history.history.items()},
+            "seconds": round(fitted.seconds, 3),
+            "history": fitted.history,
         },
         "evaluation": result,
     }
-    return TrainResult(model, scorer, parts, result, test_errors, fields, fit_windows)
+    return TrainResult(fitted.model, fitted.scorer, split, result, test_errors, fields, fitted.fitted)
+
+
+def _warn_about_labels(train: Dataset, normal: int) -> None:
+    if normal == 0:
+        raise DataError(
+            f"{train.path} has no normal training rows (normal labels: {', '.join(train.normal_labels)}): the autoencoder"
+            " learns what normal looks like, so pass --normal-label with the label of normal windows."
+        )
+    if normal < len(train) - normal:
+        log.warning(
+            "only %d of %d training rows are normal (labels %s): the autoencoder is fitted on the minority class. If"
+            " the normal class is another label, pass it with --normal-label.", normal, len(train), ", ".join(train.normal_labels),
+        )
 
 
 def _holdout(windows: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -150,4 +193,3 @@ def _holdout(windows: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarra
     order = np.random.default_rng(seed).permutation(len(windows))
     cut = int(round(len(windows) * fraction))
     return windows[order[cut:]], windows[order[:cut]]
-

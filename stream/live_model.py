@@ -30,15 +30,16 @@ def _stamp(directory: Path) -> tuple[int, int] | None:
 
 
 def load_checked(
-    directory: Path, warm_batch: int, window_length: int | None = None, runtime: str = "tensorflow", threads: int = 1
+    directory: Path, warm_batch: int, window_shape: tuple[int, int] | None = None, runtime: str = "tensorflow", threads: int = 1
 ) -> Detector:
-    """Load on `runtime`, check against the serving model's window length, and warm the model up."""
+    """Load on `runtime`, check against the serving model's window shape, and warm the model up."""
     loaded = detector.load(directory, runtime, threads)
-    if window_length is not None and loaded.window_length != window_length:
+    if window_shape is not None and loaded.window_shape != window_shape:
         raise ArtifactError(
-            f"{directory} takes windows of {loaded.window_length} samples, the serving model {window_length}: refused."
+            f"{directory} takes windows of {loaded.window_shape[0]} x {loaded.window_shape[1]} (channels x samples),"
+            f" the serving model {window_shape[0]} x {window_shape[1]}: refused."
         )
-    canary = loaded.score(np.zeros((warm_batch, loaded.window_length), dtype=np.float32))
+    canary = loaded.score(np.zeros((warm_batch, *loaded.window_shape), dtype=np.float32))
     if not np.isfinite(canary.errors).all():
         raise ArtifactError(f"{directory} gives non-finite errors on a canary batch: refused.")
     return loaded
@@ -98,7 +99,7 @@ class LiveModel:
     def reload(self, stamp: tuple[int, int] | None = None) -> bool:
         old = self.current
         try:
-            new = load_checked(self.directory, self.warm_batch, old.metadata.window_length, self.runtime, self.threads)
+            new = load_checked(self.directory, self.warm_batch, old.window_shape, self.runtime, self.threads)
         # Any exception: a runtime can fail in ways no artifact check foresees, and a reload never takes the worker down.
         except Exception as exc:
             why = str(exc) if isinstance(exc, AnomstreamError) else f"{type(exc).__name__}: {exc}"

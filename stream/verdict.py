@@ -2,11 +2,12 @@
 
 Typed msgspec structs rather than dicts: building and encoding them is the
 per-window cost left once decoding and scoring are batched. Field order is the
-wire order; `label` and `run` are left out when the input had none.
+wire order; `label` and `run` are left out when the input had none, `channel_errors` for one channel.
 """
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import msgspec
@@ -27,6 +28,7 @@ class Verdict(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     label: int | None = None
     run: str | None = None
     error: float
+    channel_errors: list[float] | None = None  # a multi-channel model's: one error per channel, `error` their mean
     threshold: float
     score: float
     anomaly: bool
@@ -43,7 +45,8 @@ def encode_batch(windows: list[Any], scores: Scores, model: dict[str, Any], scor
     model_json = msgspec.Raw(_encoder.encode(model))
     threshold = scores.threshold
     encoded: list[bytes] = []
-    for window, error, anomaly in zip(windows, scores.errors.tolist(), scores.anomalous.tolist()):
+    per_channel = scores.channel_errors.tolist() if scores.channel_errors.shape[1] > 1 else itertools.repeat(None)
+    for window, error, anomaly, channel_errors in zip(windows, scores.errors.tolist(), scores.anomalous.tolist(), per_channel):
         message = window.message
         verdict = Verdict(
             id=window.id,
@@ -52,6 +55,7 @@ def encode_batch(windows: list[Any], scores: Scores, model: dict[str, Any], scor
             label=window.label,
             run=window.run,
             error=error,
+            channel_errors=channel_errors,
             threshold=threshold,
             score=error / threshold,
             anomaly=anomaly,

@@ -161,7 +161,7 @@ class Worker:
         self.lag.started(messages)
         loaded = self.model.current  # read once: a hot reload never splits a batch
         stage = time.perf_counter()
-        batch = codec.decode_batch(messages, loaded.window_length)
+        batch = codec.decode_batch(messages, loaded.window_shape)
         stage = self._timed("decode", stage)
         scores = loaded.score(batch.values)  # one model call for the whole batch
         stage = self._timed("score", stage)

@@ -1,0 +1,42 @@
+"""What a training run is asked to do (`TrainConfig`), and the named recipes (`PRESETS`).
+
+Apart from models/train.py so that the CLI can check flags against a preset
+before TensorFlow loads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every knob of a training run; the defaults are the tutorial's."""
+
+    arch: str = "dense"
+    epochs: int = 20
+    batch_size: int = 512
+    seed: int = 21  # weights, shuffling, noise
+    split_seed: int = 21  # the train/test split, kept apart so seeds can vary on one split
+    test_size: float = 0.2
+    noise_factor: float = 0.0
+    learning_rate: float = 1e-3
+    threshold: str = "mean-std"
+    threshold_params: dict[str, float] = field(default_factory=dict)
+    # Fraction of normal training windows held out to fit the threshold on; None: 0.2 for fpr, else 0.
+    holdout: float | None = None
+    name: str | None = None
+
+    @property
+    def holdout_fraction(self) -> float:
+        if self.holdout is not None:
+            return self.holdout
+        return 0.2 if self.threshold == "fpr" else 0.0
+
+
+PRESETS: dict[str, TrainConfig] = {
+    # TensorFlow's "Intro to Autoencoders", exactly: tests/models/test_parity.py holds it to the tutorial's figures.
+    "tutorial": TrainConfig(),
+    # The best recipe on validation splits carved from training rows (models/MODEL_CARD.md, "Choosing the default").
+    "default": TrainConfig(arch="conv1d", epochs=50, batch_size=64, noise_factor=0.1, threshold="mean-std", threshold_params={"k": 2.0}),
+}
