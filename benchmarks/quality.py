@@ -143,12 +143,13 @@ def _summary(classes: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
 
 
 def validation_split(ds: data.UCRSet, label: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """--select: (fit rows, validation rows, validation labels with anomaly = 1) from TRAIN rows only; None below 2 rows."""
+    """--select: (fit rows, validation rows, validation labels with anomaly = 1) from TRAIN rows only; None below 3
+    rows (a threshold needs 2 fit rows, the validation at least 1 normal one)."""
     rows = ds.train.windows[ds.train.labels == label]
-    if len(rows) < 2:
+    if len(rows) < 3:
         return None
     order = np.random.default_rng(SPLIT_SEED).permutation(len(rows))
-    cut = min(len(rows) - 1, max(1, round(len(rows) * VALIDATION)))
+    cut = min(len(rows) - 2, max(1, round(len(rows) * VALIDATION)))
     anomalies = ds.train.windows[ds.train.labels != label]
     validation = np.concatenate([rows[order[:cut]], anomalies])
     return rows[order[cut:]], validation, np.r_[np.zeros(cut, int), np.ones(len(anomalies), int)]
@@ -159,7 +160,7 @@ def select_set(ds: data.UCRSet, runs: dict[str, Method], seeds: list[int], log: 
     for label in ds.classes:
         parts = validation_split(ds, label)
         if parts is None:
-            log(f"{ds.name} class {label}: fewer than 2 TRAIN rows, no validation split; left out")
+            log(f"{ds.name} class {label}: fewer than 3 TRAIN rows, no validation split; left out")
             continue
         fit, validation, positives = parts
         figures = score_class(fit, validation, positives, runs, seeds)

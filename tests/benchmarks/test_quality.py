@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from anomstream.benchmarks import quality, quality_data, quality_methods, quality_report
+from anomstream.models.train import TrainConfig
 from tests.needs import unavailable
 
 
@@ -153,16 +154,32 @@ def test_nan_padded_rows_are_resampled(tmp_path: Path) -> None:
 def test_selection_reads_train_rows_only() -> None:
     """--select's split: NaN test windows would make every score non-finite if any TEST row were used."""
     rng = np.random.default_rng(1)
-    labels = np.array(["1"] * 10 + ["2"] * 7 + ["3"] * 1)
-    windows = (rng.normal(size=(18, 1, 30)) + (labels.astype(float) * 3)[:, None, None]).astype(np.float32)
+    labels = np.array(["1"] * 10 + ["2"] * 7 + ["3"] * 2)
+    windows = (rng.normal(size=(19, 1, 30)) + (labels.astype(float) * 3)[:, None, None]).astype(np.float32)
     ds = quality_data.UCRSet("Fake", ("Fake",), quality_data.Part(windows, labels),
                              quality_data.Part(np.full((5, 1, 30), np.nan, np.float32), np.array(["1"] * 5)))  # fmt: skip
     runs = {name: quality._baseline(scores) for name, scores in quality_methods.baselines().items()}
+    runs["anomstream"] = quality._recipe(TrainConfig(arch="dense", epochs=1, batch_size=8))  # fit_normal on 7 and 3 rows
     found = quality.select_set(ds, runs, [1], lambda line: None)
-    assert set(found["classes"]) == {"1", "2"}  # one TRAIN row: no validation split
+    assert set(found["classes"]) == {"1", "2"}  # two TRAIN rows: no validation split (a threshold needs 2 fit rows)
     one = found["classes"]["1"]
-    assert (one["fit"], one["validation_normal"], one["validation_anomalous"]) == (7, 3, 8)
-    assert all(math.isfinite(f["roc_auc"]) and f["roc_auc"] > 0.9 for f in one["methods"].values())  # classes 3 sd apart
+    assert (one["fit"], one["validation_normal"], one["validation_anomalous"]) == (7, 3, 9)
+    assert all(math.isfinite(f["roc_auc"]) for f in one["methods"].values())
+    assert all(f["roc_auc"] > 0.9 for name, f in one["methods"].items() if name != "anomstream")  # classes 3 sd apart
+
+
+def test_select_ranks_every_candidate(tmp_path: Path, ucr: None) -> None:
+    out = tmp_path / "select.json"
+    assert quality.main(["--select", "--datasets", "Chinatown", "--epochs-scale", "0.01", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    ranked = [row["candidate"] for row in result["ranking"]]
+    assert sorted(ranked) == sorted(quality_methods.candidates()) and result["seeds"] == [1]
+    figures = [row["mean_validation_roc_auc"] for row in result["ranking"]]
+    assert figures == sorted(figures, reverse=True) and all(0 <= x <= 1 for x in figures)
+    assert all(row["config"]["epochs"] == 1 for row in result["ranking"])  # 20 to 100 epochs x 0.01, at least 1
+    chinatown = result["datasets"]["Chinatown"]["classes"]["1"]
+    assert (chinatown["fit"], chinatown["validation_normal"], chinatown["validation_anomalous"]) == (7, 3, 10)
+    assert "target" not in result
 
 
 def test_pca_components() -> None:
