@@ -40,7 +40,8 @@ class Templates:
 
     def __init__(self, windows: np.ndarray, labels: np.ndarray) -> None:
         self.rows = len(windows)
-        self.values_json = [msgspec.json.encode(row.tolist()) for row in windows]
+        # The JSON contract: a flat list for one channel, a list per channel otherwise (stream/codec.py).
+        self.values_json = [msgspec.json.encode((row[0] if row.ndim == 2 and len(row) == 1 else row).tolist()) for row in windows]
         self.values_f32 = [np.asarray(row, dtype="<f4").tobytes() for row in windows]
         self.labels = [str(int(label)).encode() for label in labels]
 

@@ -120,7 +120,7 @@ class Bench:
         self.topics = Topics(self.kafka, self.run_id)
         stack.callback(self.topics.delete_all)
         self.dataset = data.load(data.resolve(c.data))
-        self.model = c.model or cached_model(self.dataset)
+        self.model = c.model or cached_model(self.dataset, "tutorial")
         from anomstream.models import artifact
 
         meta = artifact.read_metadata(self.model)

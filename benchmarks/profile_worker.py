@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             bootstrap = stack.enter_context(ApacheKafka() if args.broker == "apache" else Tansu()).bootstrap_servers
         kafka = {"bootstrap.servers": bootstrap}
         dataset = data.load(data.resolve())
-        model = args.model or cached_model(dataset)
+        model = args.model or cached_model(dataset, "tutorial")
         topics = Topics(kafka, "profile")
         stack.callback(topics.delete_all)
         topic = topics.create("input")

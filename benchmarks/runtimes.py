@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     from anomstream.models import data
     from anomstream.replay.demo import cached_model
 
-    model_dir = args.model or cached_model(data.load(data.resolve()))
+    model_dir = args.model or cached_model(data.load(data.resolve()), "tutorial")
     root = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory(prefix="anomstream-runtimes-") as tmp:
         work = Path(tmp)

@@ -97,8 +97,9 @@ class PassthroughWorker(TimedWorker):
         self.consumed += len(messages)
 
 
-def _decode_json_stdlib(message: Any, body: bytes, window_length: int) -> tuple[codec.Window, list[float]]:
-    """`codec._decode_json` with the standard library: the same contract, checks and reasons."""
+def _decode_json_stdlib(message: Any, body: bytes, window_shape: tuple[int, int]) -> tuple[codec.Window, list[float]]:
+    """`codec._decode_json` with the standard library: the same contract, checks and reasons (one-channel models)."""
+    window_length = window_shape[1]
     try:
         parsed = json.loads(body)
     except (ValueError, RecursionError) as exc:
@@ -142,7 +143,7 @@ def naive(config: dict[str, Any], topic: str, output_topic: str, model_dir: Path
 
     metadata, scorer = artifact.scorer(model_dir)
     model, normalisation, threshold = scorer.runtime.model, scorer.normalisation, metadata.threshold.value
-    model.predict(np.zeros((1, metadata.window_length), dtype=np.float32), verbose=0)  # warm, as the worker warms up
+    model.predict(np.zeros((1, *metadata.window_shape), dtype=np.float32), verbose=0)  # warm, as the worker warms up
     consumer = clients.create(Consumer, {**config, "group.id": f"bench-naive-{uuid.uuid4().hex[:6]}", "auto.offset.reset": "earliest"})
     consumer.assign([TopicPartition(topic, 0, 0)])
     producer = clients.create(Producer, config)
@@ -157,7 +158,7 @@ def naive(config: dict[str, Any], topic: str, output_topic: str, model_dir: Path
             if first is None:
                 first = time.monotonic()
             window = json.loads(message.value())
-            x = normalisation.apply(np.array([window["values"]], dtype=np.float32))
+            x = normalisation.apply(np.array(window["values"], dtype=np.float32).reshape(1, *metadata.window_shape))
             error = float(np.mean(np.abs(model.predict(x, verbose=0) - x)))
             verdict = {"id": window["id"], "source": window.get("source"), "ts": window.get("ts"), "error": error,
                        "threshold": threshold, "score": error / threshold, "anomaly": error > threshold,

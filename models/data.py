@@ -224,6 +224,8 @@ def load(
         table = layouts.read_delimited(path, raw, chosen, drop_nan, skip_bad_rows)
     if table.dropped_nan:
         log.warning("%s: left out %d NaN-padded rows (--drop-nan-rows)", path, table.dropped_nan)
+    if skip_bad_rows and chosen == "tutorial" and not normal_labels:
+        table = _without_bad_labels(table)
     normal = _normal_labels(path, chosen, tuple(normal_labels), table.labels)
     labels = np.isin(table.labels, normal).astype(np.int8)
     return Dataset(
@@ -237,6 +239,17 @@ def load(
         layout=chosen,
         normal_labels=normal,
     )
+
+
+def _without_bad_labels(table: layouts.Table) -> layouts.Table:
+    """The tutorial's rows whose label is neither 0 nor 1 left out, and listed, as --skip-bad-rows does with others."""
+    bad = ~np.isin(table.labels, ["0", "1"])
+    if not bad.any():
+        return table
+    why = [f"row {row + 1}: label {label} is not 0 (anomalous) or 1 (normal)" for row, label in zip(table.rows[bad], table.labels[bad])]
+    skipped = sorted(table.skipped + tuple(why), key=lambda text: int(text.split()[1].rstrip(":")))
+    keep = ~bad
+    return replace(table, windows=table.windows[keep], labels=table.labels[keep], rows=table.rows[keep], skipped=tuple(skipped))
 
 
 def _normal_labels(path: Path, layout: str, given: tuple[str, ...], found: np.ndarray) -> tuple[str, ...]:

@@ -65,6 +65,11 @@ class Detector:
         return self.window_shape[0]
 
     @property
+    def window_length(self) -> int:
+        """Samples per channel."""
+        return self.window_shape[1]
+
+    @property
     def model_ref(self) -> dict[str, str]:
         """What every verdict names the model by."""
         return {"name": self.metadata.name, "version": self.metadata.version, "sha256": self.metadata.model_file.sha256}

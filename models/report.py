@@ -26,7 +26,7 @@ class Example:
     """One window and its reconstruction, both in the normalised scale."""
 
     title: str
-    window: np.ndarray
+    window: np.ndarray  # (channels, length), or (length,)
     reconstruction: np.ndarray
 
 
@@ -105,16 +105,21 @@ def confusion(path: Path, evaluation: Evaluation) -> None:
 
 
 def examples(path: Path, shown: Sequence[Example]) -> None:
-    """The tutorial's figure: a window, its reconstruction, and the error between them."""
+    """The tutorial's figure: a window, its reconstruction, and the error between them; a row per channel."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(shown), figsize=(6 * len(shown), 4), squeeze=False)
-    for ax, example in zip(axes[0], shown):
-        x = np.arange(len(example.window))
-        ax.plot(x, example.window, color="tab:blue", label="input")
-        ax.plot(x, example.reconstruction, color="tab:red", label="reconstruction")
-        ax.fill_between(x, example.reconstruction, example.window, color="lightcoral", label="error")
-        ax.set(title=example.title, xlabel="sample", ylabel="normalised value")
-        ax.legend()
+    channels = max((np.atleast_2d(example.window).shape[0] for example in shown), default=1)
+    fig, axes = plt.subplots(channels, len(shown), figsize=(6 * len(shown), 4 * channels), squeeze=False)
+    for column, example in enumerate(shown):
+        window, reconstruction = np.atleast_2d(example.window), np.atleast_2d(example.reconstruction)
+        for channel in range(window.shape[0]):
+            ax = axes[channel, column]
+            x = np.arange(window.shape[1])
+            ax.plot(x, window[channel], color="tab:blue", label="input")
+            ax.plot(x, reconstruction[channel], color="tab:red", label="reconstruction")
+            ax.fill_between(x, reconstruction[channel], window[channel], color="lightcoral", label="error")
+            title = example.title if channels == 1 else f"{example.title}, channel {channel}"
+            ax.set(title=title, xlabel="sample", ylabel="normalised value")
+            ax.legend()
     _save(fig, path)
 
 

@@ -49,8 +49,11 @@ class Normalisation:
         return cls(minimum, np.where(maximum > minimum, maximum, minimum + 1.0))
 
     def apply(self, windows: np.ndarray) -> np.ndarray:
-        """Scaled float32 windows, (n, channels, length)."""
-        return ((np.asarray(windows, dtype=np.float32) - self._offset) / self._scale).astype(np.float32, copy=False)
+        """Scaled float32 windows, (n, channels, length); one channel's may come as (n, length)."""
+        windows = np.asarray(windows, dtype=np.float32)
+        if windows.ndim == 2 and self.channels == 1:
+            windows = windows[:, None, :]
+        return ((windows - self._offset) / self._scale).astype(np.float32, copy=False)
 
 
 class Scorer:

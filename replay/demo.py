@@ -56,8 +56,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     demo.set_defaults(run=run_demo, render=render)
 
 
-def cached_model(dataset: data.Dataset) -> Path:
-    """The demo's model for this data, trained on first use and kept in the cache.
+def cached_model(dataset: data.Dataset, preset: str = "default") -> Path:
+    """The demo's model for this data (the bench's: the tutorial preset), trained on first use and kept in the cache.
 
     Its cache key covers the data, every training setting and this anomstream's version, so a changed recipe or
     release never reuses an old model; and a cached artifact is reused only if both model files still match the
@@ -69,12 +69,12 @@ def cached_model(dataset: data.Dataset) -> Path:
     from anomstream.errors import ArtifactError
     from anomstream.models import artifact
     from anomstream.models.commands import train_and_save
-    from anomstream.models.train import TrainConfig
+    from anomstream.models.recipe import PRESETS
 
-    config = TrainConfig()
-    recipe = json.dumps([dataset.sha256, dataclasses.asdict(config), version("anomstream"), artifact.SCHEMA_VERSION], sort_keys=True)
+    config = PRESETS[preset]
+    recipe = json.dumps([dataset.content, dataclasses.asdict(config), version("anomstream"), artifact.SCHEMA_VERSION], sort_keys=True)
     key = hashlib.sha256(recipe.encode()).hexdigest()[:12]
-    directory = data.cache_dir() / "models" / f"ecg-{config.arch}-{key}"
+    directory = data.cache_dir() / "models" / f"ecg-{preset}-{key}"
     if directory.exists():
         try:
             artifact.verify(directory)
@@ -88,6 +88,7 @@ def cached_model(dataset: data.Dataset) -> Path:
 
 
 def run_demo(args: argparse.Namespace) -> dict[str, Any]:
+    from anomstream.models import artifact
     from anomstream.models.runtimes import check_available
     from anomstream.replay import report
     from anomstream.replay.producer import replay
@@ -125,7 +126,8 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
         log.info("starting the worker (loading the model on %s)", args.runtime)
         worker.wait_ready()
 
-        selection = Selection()
+        recorded = artifact.read_metadata(model).split  # the model's own split: its test rows are the ones replayed
+        selection = Selection(test_size=recorded.test_size or 0.2, split_seed=recorded.seed)
         expected = selection.expected(dataset)
         busy_before = _busy_seconds()
         started = time.monotonic()
@@ -227,6 +229,7 @@ def _summary(validated: dict[str, Any], replayed: dict[str, Any], letters: int, 
         "test": test,
         "threshold": validated.get("threshold"),
         "recommendations": validated.get("recommendations", []),
+        "notes": validated.get("notes", []),
         "healthy": validated["healthy"] and letters == len(MALFORMED),
         "model": str(model),
         "broker": bootstrap,

@@ -41,9 +41,12 @@ class Selection:
     seed: int = 0
     id_prefix: str = "ecg5000"
 
-    def rows(self, dataset: Dataset) -> Dataset:
+    def rows(self, dataset: Dataset, test: Dataset | None = None) -> Dataset:
+        """The rows to send: of `dataset`'s split, or with a --test-data file `test`, that file or `dataset`."""
         if self.split == "all":
             chosen = dataset
+        elif test is not None:
+            chosen = test if self.split == "test" else dataset
         else:
             parts = split(dataset, self.test_size, self.split_seed)
             chosen = parts.test if self.split == "test" else parts.train
@@ -53,14 +56,15 @@ class Selection:
             chosen = chosen.subset(np.arange(min(self.limit, len(chosen))))
         return chosen
 
-    def window_id(self, row: int, loop: int) -> str:
-        return f"{self.id_prefix}-{row}" if loop == 0 else f"{self.id_prefix}-{row}-{loop}"
+    def window_id(self, row: int, loop: int, ids: str = "") -> str:
+        """`ids`: the data set's own prefix ("test-" for a --test-data file), so two files never share an id."""
+        return f"{self.id_prefix}-{ids}{row}" if loop == 0 else f"{self.id_prefix}-{ids}{row}-{loop}"
 
-    def expected(self, dataset: Dataset) -> dict[str, int]:
+    def expected(self, dataset: Dataset, test: Dataset | None = None) -> dict[str, int]:
         """id -> label of every window the replay sends."""
-        chosen = self.rows(dataset)
+        chosen = self.rows(dataset, test)
         return {
-            self.window_id(row, loop): int(label)
+            self.window_id(row, loop, chosen.ids): int(label)
             for loop in range(self.loops)
             for row, label in zip(chosen.rows.tolist(), chosen.labels.tolist())
         }
@@ -117,13 +121,15 @@ class ReplayResult:
 
 
 def messages(
-    dataset: Dataset, selection: Selection, fmt: str, run: str | None = None
+    dataset: Dataset, selection: Selection, fmt: str, run: str | None = None, test: Dataset | None = None
 ) -> Iterator[tuple[bytes, bytes, list[tuple[str, bytes]] | None]]:
-    """(key, value, headers) for every window of the selection, loop after loop, each stamped with `run`."""
-    chosen = selection.rows(dataset)
+    """(key, value, headers) for every window of the selection, loop after loop, each stamped with `run`.
+    A window is (channels, length): JSON `values` nests one list per channel when there are several, and a
+    float32 body is the samples channel-major (stream/codec.py)."""
+    chosen = selection.rows(dataset, test)
     for loop in range(selection.loops):
         for row, values, label in zip(chosen.rows.tolist(), chosen.windows, chosen.labels.tolist()):
-            window_id = selection.window_id(row, loop)
+            window_id = selection.window_id(row, loop, chosen.ids)
             source = f"{selection.id_prefix}-s{row % 16}"
             ts = time.time()
             if fmt == "f32":
@@ -145,6 +151,7 @@ def replay(
     rate: float = 0.0,
     advance: Callable[..., None] | None = None,
     run: str | None = None,
+    test: Dataset | None = None,
 ) -> ReplayResult:
     """Send the selection to `topic`, stamped with `run`; returns once every message was acknowledged or failed."""
     result = ReplayResult(run=run)
@@ -161,7 +168,7 @@ def replay(
     producer = clients.create(Producer, {"enable.idempotence": True, "linger.ms": 5, "compression.type": "lz4", **config})
     bucket = TokenBucket(rate)
     started = time.monotonic()
-    for key, value, headers in messages(dataset, selection, fmt, run):
+    for key, value, headers in messages(dataset, selection, fmt, run, test):
         bucket.take()
         while True:
             try:

@@ -355,8 +355,11 @@ def _explain_invalid(body: bytes, exc: msgspec.ValidationError, window_shape: tu
             values = _loose.decode(body).get("values")
         except (msgspec.DecodeError, AttributeError, RecursionError):
             values = None
-        if isinstance(values, list) and all(isinstance(v, list) for v in values) != (window_shape[0] == 1):
-            return WRONG_LENGTH, f"values is {_shape_of(values)}; the model takes {shape_text(window_shape)}."
+        if isinstance(values, list) and values:
+            nested = all(isinstance(v, list) for v in values)
+            flat = all(type(v) in (int, float) for v in values)
+            if (window_shape[0] == 1 and nested) or (window_shape[0] > 1 and flat):
+                return WRONG_LENGTH, f"values is {_shape_of(values)}; the model takes {shape_text(window_shape)}."
     return BAD_SCHEMA, f"{text}."
 
 

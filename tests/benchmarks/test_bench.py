@@ -70,11 +70,11 @@ def test_stdlib_json_decoder_agrees_with_the_codec() -> None:
     bad = [FakeMessage(b"nope"), FakeMessage(b'{"id": "a", "values": [1, 2]}'), FakeMessage(b'{"values": []}'),
            FakeMessage(b'{"id": "b", "values": [' + b",".join([b"NaN"] * 140) + b"]}"),
            FakeMessage(b'{"id": "c", "values": [' + b",".join([b'"1"'] * 140) + b"]}")]  # fmt: skip
-    expected = codec.decode_batch(good + bad, 140)
+    expected = codec.decode_batch(good + bad, (1, 140))
     original = codec._decode_json
     codec._decode_json = _decode_json_stdlib
     try:
-        got = codec.decode_batch(good + bad, 140)
+        got = codec.decode_batch(good + bad, (1, 140))
     finally:
         codec._decode_json = original
     assert [(w.id, w.source, w.ts, w.label) for w in got.windows] == [(w.id, w.source, w.ts, w.label) for w in expected.windows]

@@ -82,7 +82,7 @@ def test_missing_field_is_refused(copy):
 
 def test_newer_schema_version_is_refused(copy):
     edit_json(copy, lambda meta: meta.update(schema_version=99))
-    with pytest.raises(ArtifactError, match="has schema_version 99; this anomstream reads versions 1, 2, 3: retrain"):
+    with pytest.raises(ArtifactError, match="has schema_version 99; this anomstream reads versions 1, 2, 3, 4: retrain"):
         artifact.load(copy)
 
 
@@ -110,8 +110,39 @@ def test_garbage_model_file_with_matching_hash(copy):
 
 def test_window_length_disagreement_is_refused(copy):
     edit_json(copy, lambda meta: meta.update(window_length=140))
-    with pytest.raises(ArtifactError, match="is inconsistent: the model takes windows of 32, model.json says 140"):
+    with pytest.raises(ArtifactError, match=r"is inconsistent: model.keras takes windows of 1 x 32 \(channels x samples\), model.json says 1 x 140\."):
         artifact.load(copy)
+    edit_json(copy, lambda meta: meta.update(window_length=32, channels=2, normalisation={**meta["normalisation"], "minimum": [0.0] * 2, "maximum": [1.0] * 2}))
+    with pytest.raises(ArtifactError, match=r"model.keras takes windows of 1 x 32 \(channels x samples\), model.json says 2 x 32\."):
+        artifact.load(copy)
+    with pytest.raises(ArtifactError, match=r"model.tflite takes windows of 1 x 32 \(channels x samples\), model.json says 2 x 32\."):
+        artifact.scorer(copy, "litert")
+
+
+def test_a_schema_3_artifact_with_a_one_dimensional_model_loads_on_both_runtimes(copy, tmp_path):
+    """Releases before schema 4 saved models taking (batch, length): they score (n, length) windows as before."""
+    from anomstream.models.backend import keras
+
+    inputs = keras.Input(shape=(32,))
+    legacy = keras.Model(inputs, keras.layers.Dense(32, activation="sigmoid")(keras.layers.Dense(8, activation="relu")(inputs)))
+    meta = json.loads((copy / artifact.META_FILE).read_text())
+    fields = {k: v for k, v in meta.items() if k not in ("schema_version", "version", "created_at", "model_file", "litert_file", "digest")}
+    old = tmp_path / "legacy"
+    artifact.save(old, legacy, fields)
+
+    def as_schema_3(m: dict) -> None:
+        as_schema_1(m)
+        m.update(schema_version=3, litert_file=json.loads((old / artifact.META_FILE).read_text())["litert_file"])
+
+    edit_json(old, as_schema_3)
+    windows = np.random.default_rng(0).normal(size=(5, 32)).astype(np.float32)
+    for runtime in ("tensorflow", "litert"):
+        metadata, scorer = artifact.scorer(old, runtime)
+        assert metadata.schema_version == 3 and metadata.window_shape == (1, 32) and scorer.window_shape == (1, 32)
+        norm = meta["normalisation"]
+        scaled = (windows - norm["minimum"][0]) / (norm["maximum"][0] - norm["minimum"][0])
+        expected = np.abs(legacy(scaled).numpy() - scaled).mean(axis=1)
+        np.testing.assert_allclose(scorer.errors(windows), expected, atol=1e-5)
 
 
 def test_save_leaves_no_partial_files(tiny_artifact):
@@ -143,9 +174,14 @@ def test_both_model_files_are_recorded(tiny_artifact):
 
 
 def as_schema_1(meta: dict) -> None:
-    """What a release before model.tflite wrote."""
+    """What a release before model.tflite wrote: one channel, one global min-max pair, the file's sha256 only."""
     meta.update(schema_version=1)
     meta.pop("litert_file")
+    meta.pop("channels")
+    norm = meta["normalisation"]
+    meta["normalisation"] = {"method": "global-min-max", "minimum": norm["minimum"][0], "maximum": norm["maximum"][0]}
+    for field in ("content", "layout", "normal_labels", "window", "stride", "test_data"):
+        meta["data"].pop(field, None)
 
 
 def test_a_schema_1_artifact_still_loads_on_tensorflow_and_says_what_litert_needs(copy):
@@ -193,16 +229,18 @@ def test_litert_round_trip_reproduces_the_recorded_evaluation(tiny_artifact, syn
         (lambda m: m["threshold"].update(value=-0.5), "threshold.value: Value error, the threshold must be a finite number above 0, not -0.5"),
         (lambda m: m["threshold"].update(value=float("nan")), "threshold.value: Value error, the threshold must be a finite number above 0, not nan"),
         (lambda m: m["threshold"].update(value=float("inf")), "threshold.value: Value error, the threshold must be a finite number above 0, not inf"),
-        (lambda m: m["normalisation"].update(minimum=float("nan")), "normalisation: Value error, minimum and maximum must be finite, not nan and"),
-        (lambda m: m["normalisation"].update(maximum=float("-inf")), "normalisation: Value error, minimum and maximum must be finite"),
+        (lambda m: m["normalisation"].update(minimum=[float("nan")]), r"normalisation: Value error, minimum and maximum must be finite, not \[nan\] and"),
+        (lambda m: m["normalisation"].update(maximum=[float("-inf")]), "normalisation: Value error, minimum and maximum must be finite"),
         (lambda m: m["normalisation"].update(maximum=m["normalisation"]["minimum"]), "normalisation: Value error, minimum (.*) must be below maximum"),
-        (lambda m: m["normalisation"].update(minimum=9.0, maximum=1.0), r"normalisation: Value error, minimum \(9.0\) must be below maximum \(1.0\)"),
+        (lambda m: m["normalisation"].update(minimum=[9.0], maximum=[1.0]), r"normalisation: Value error, minimum \(\[9.0\]\) must be below maximum \(\[1.0\]\)"),
+        (lambda m: m["normalisation"].update(minimum=9.0), "normalisation: Value error, per-channel-min-max takes a list per channel for minimum and maximum"),
+        (lambda m: m["normalisation"].update(minimum=[0.0, 0.0], maximum=[1.0, 1.0]), ": Value error, normalisation has 2 channels, the window 1"),
         (lambda m: m["model_file"].update(file="/etc/passwd"), "model_file.file: Value error, '/etc/passwd' is not a file name inside the artifact directory"),
         (lambda m: m["model_file"].update(file=".."), "model_file.file: Value error, '..' is not a file name inside the artifact directory"),
         (lambda m: m["litert_file"].update(file="../other/model.tflite"), "litert_file.file: Value error, '../other/model.tflite' is not a file name"),
     ],
     ids=["threshold-0", "threshold-negative", "threshold-nan", "threshold-inf", "min-nan", "max-inf", "min-equals-max",
-         "min-above-max", "absolute-file", "dotdot-file", "relative-escape"],
+         "min-above-max", "one-number-per-channel", "channels-disagree", "absolute-file", "dotdot-file", "relative-escape"],
 )
 def test_values_that_would_break_a_worker_are_refused(copy, change, problem):
     """Sealed but wrong (a buggy writer): a zero threshold made every batch raise, a NaN one flagged nothing."""
@@ -229,7 +267,7 @@ def test_the_digest_ignores_layout_but_not_content(copy):
 
 def test_a_schema_3_artifact_without_a_digest_is_refused(copy):
     edit_json(copy, lambda meta: meta.pop("digest"), seal=False)
-    with pytest.raises(ArtifactError, match="has no digest \\(schema_version 3 requires one\\): retrain the model"):
+    with pytest.raises(ArtifactError, match="has no digest \\(schema_version 4 requires one\\): retrain the model"):
         artifact.read_metadata(copy)
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from anomstream.cli import main
 
-SAMPLE = ["--epochs", "30", "--batch-size", "32", "--learning-rate", "0.01"]
+SAMPLE = ["--preset", "tutorial", "--epochs", "30", "--batch-size", "32", "--learning-rate", "0.01"]
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -76,14 +76,14 @@ def test_evaluate_on_other_data_scores_all_rows(tiny_artifact, make_csv, capsys)
     assert summary["split"]["evaluated"] == "all"
     assert summary["test"]["windows"] == 50
     assert main(["evaluate", "--model", str(tiny_artifact), "--data", str(other), "--split", "test"]) == 2
-    assert "--split test needs the data the model was trained on" in capsys.readouterr().err
+    assert "holds other windows (parsed content" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
         (["train", "--out", "x", "--epochs", "0"], "anomstream train: --epochs 0 is out of range"),
-        (["train", "--out", "x", "--threshold", "fpr", "--k", "2"], "--k belongs to --threshold mean-std, but --threshold is fpr."),
+        (["train", "--out", "x", "--threshold", "fpr", "--k", "2"], "--k belongs to --threshold mean-std or mad, but the threshold is fpr."),
         (["train", "--out", "x", "--data", "/nonexistent.csv"], "/nonexistent.csv (from the path given) does not exist"),
         (["evaluate", "--model", "/nonexistent"], "model artifact /nonexistent does not exist: train one with"),
     ],
@@ -99,7 +99,7 @@ def test_window_length_mismatch_is_refused(tmp_path, tiny_artifact, capsys):
     other = tmp_path / "wide.csv"
     other.write_text("1,2,3,4,1\n")
     assert main(["evaluate", "--model", str(tiny_artifact), "--data", str(other)]) == 2
-    assert "has windows of 4 samples; model" in capsys.readouterr().err
+    assert "has windows of 1 x 4 (channels x samples); model" in capsys.readouterr().err
 
 
 def test_flags_fall_back_to_environment_variables(tmp_path, tiny_artifact, synthetic_csv, monkeypatch, capsys):
@@ -125,19 +125,19 @@ ALARMING = ("cuda", "cuInit", "NodeDef", "absl::InitializeLog", "XNNPACK", "CONF
 
 def test_training_starts_quietly_and_debug_shows_tensorflows_own_lines(tmp_path, synthetic_csv):
     """A first run prints our lines only; --log-level DEBUG hands TensorFlow's C++ chatter back."""
-    quiet = run_cli("train", "--data", str(synthetic_csv), "--out", str(tmp_path / "q"), "--epochs", "1", "--json")
+    quiet = run_cli("train", "--data", str(synthetic_csv), "--out", str(tmp_path / "q"), "--arch", "dense", "--epochs", "1", "--json")
     assert quiet.returncode == 0, quiet.stderr
     assert not TF_NATIVE.search(quiet.stderr), quiet.stderr
     assert [word for word in ALARMING if word.lower() in quiet.stderr.lower()] == [], quiet.stderr
     assert all(" INFO anomstream" in line or " WARNING anomstream" in line or line.startswith("  ") for line in quiet.stderr.splitlines()), quiet.stderr
 
-    loud = run_cli("--log-level", "DEBUG", "train", "--data", str(synthetic_csv), "--out", str(tmp_path / "l"), "--epochs", "1", "--json")
+    loud = run_cli("--log-level", "DEBUG", "train", "--data", str(synthetic_csv), "--out", str(tmp_path / "l"), "--arch", "dense", "--epochs", "1", "--json")
     assert loud.returncode == 0, loud.stderr
     assert TF_NATIVE.search(loud.stderr), loud.stderr[-2000:]
 
 
 def test_a_users_own_tf_cpp_min_log_level_wins(tmp_path, synthetic_csv):
-    done = run_cli("train", "--data", str(synthetic_csv), "--out", str(tmp_path / "m"), "--epochs", "1", "--json", env={"TF_CPP_MIN_LOG_LEVEL": "0"})
+    done = run_cli("train", "--data", str(synthetic_csv), "--out", str(tmp_path / "m"), "--arch", "dense", "--epochs", "1", "--json", env={"TF_CPP_MIN_LOG_LEVEL": "0"})
     assert done.returncode == 0, done.stderr
     assert TF_NATIVE.search(done.stderr), done.stderr  # e.g. the SavedModel reader's INFO lines during the LiteRT export
 
@@ -162,11 +162,11 @@ def test_ctrl_c_is_exit_130_and_one_sentence(tmp_path, synthetic_csv):
 
     out = tmp_path / "model"
     process = subprocess.Popen(
-        [sys.executable, "-m", "anomstream", "train", "--data", str(synthetic_csv), "--out", str(out), "--epochs", "100000", "--batch-size", "8"],
+        [sys.executable, "-m", "anomstream", "train", "--data", str(synthetic_csv), "--out", str(out), "--arch", "dense", "--epochs", "100000", "--batch-size", "8"],
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     lines = []
-    while not lines or ("training dense on" not in lines[-1] and lines[-1]):  # logged as the epochs begin
+    while not lines or ("epochs) on" not in lines[-1] and lines[-1]):  # logged as the epochs begin
         lines.append(process.stderr.readline())
     time.sleep(2.0)  # well into the epochs
     process.send_signal(signal.SIGINT)
@@ -174,3 +174,39 @@ def test_ctrl_c_is_exit_130_and_one_sentence(tmp_path, synthetic_csv):
     assert process.wait(60) == 130, "".join(lines) + rest
     assert rest.strip().splitlines()[-1] == "anomstream train: interrupted."
     assert "Traceback" not in rest and not (out / "model.json").exists()
+
+
+def test_a_crlf_copy_of_the_training_data_is_recognised_and_only_its_test_rows_scored(tmp_path, tiny_artifact, synthetic_csv, capsys):
+    """The data is identified by its parsed content: a CRLF, gzipped copy scored whole would have judged training rows."""
+    import gzip
+
+    copy = tmp_path / "copy.csv.gz"
+    copy.write_bytes(gzip.compress(synthetic_csv.read_bytes().replace(b"\n", b"\r\n")))
+    assert main(["evaluate", "--model", str(tiny_artifact), "--data", str(copy), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    recorded = json.loads((tiny_artifact / "model.json").read_text())
+    assert summary["split"]["evaluated"] == "test"
+    assert summary["test"]["windows"] == recorded["split"]["test"] == 80
+    assert summary["test"] == recorded["evaluation"]
+
+
+def test_a_model_trained_with_a_test_file_evaluates_that_file(tmp_path, synthetic, capsys):
+    """A data set that ships split: --test-data is the test rows, nothing is carved, and the train file alone is refused."""
+    windows, labels = synthetic(120, 30, seed=8)
+    rows = [
+        "\t".join([("2" if label == 1 else "5"), *map(repr, window.tolist())]) for window, label in zip(windows, labels)
+    ]
+    train_file, test_file = tmp_path / "Made_TRAIN.tsv", tmp_path / "Made_TEST.tsv"
+    train_file.write_text("\n".join(rows[::2]) + "\n")
+    test_file.write_text("\n".join(rows[1::2]) + "\n")
+    flags = ["--data", str(train_file), "--test-data", str(test_file), "--normal-label", "2"]
+    out = tmp_path / "model"
+    assert main(["train", *flags, "--out", str(out), "--preset", "tutorial", "--epochs", "5", "--batch-size", "16", "--json"]) == 0
+    trained = json.loads(capsys.readouterr().out)
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["split"]["test_size"] is None and meta["split"]["train"] == 75 and meta["split"]["test"] == 75
+    assert meta["data"]["layout"] == "ucr" and meta["data"]["normal_labels"] == ["2"] and meta["data"]["test_data"]["file"] == "Made_TEST.tsv"
+    assert main(["evaluate", "--model", str(out), *flags, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["test"] == trained["test"]
+    assert main(["evaluate", "--model", str(out), "--data", str(train_file), "--normal-label", "2", "--split", "test"]) == 2
+    assert f"is all training rows of model {out}: its test rows are Made_TEST.tsv; pass it as --test-data." in capsys.readouterr().err

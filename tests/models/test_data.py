@@ -18,7 +18,7 @@ def write(tmp_path: Path, text: str, name: str = "ecg.csv") -> Path:
 
 def test_reads_the_tutorial_layout(tmp_path):
     ds = data.load(write(tmp_path, GOOD))
-    assert ds.windows.shape == (3, 3) and ds.windows.dtype == np.float32
+    assert ds.windows.shape == (3, 1, 3) and ds.windows.dtype == np.float32
     assert ds.labels.tolist() == [1, 0, 1]
     assert ds.rows.tolist() == [0, 1, 2]
     assert ds.window_length == 3
@@ -42,7 +42,7 @@ def test_gzip_and_plain_give_the_same_data_and_hash(tmp_path):
         ("1,2,3,1\n4,5,6,7,1\n", "row 2 has 5 columns, expected 4 like row 1"),
         ("1,2,3,1\n4,x,6,1\n", "row 2 column 2: 'x' is not a number"),
         ("1,2,3,1\n4,,6,1\n", "row 2 column 2: '' is not a number"),
-        ("1,2,3,1\n4,nan,6,1\n", "row 2 column 2: 'nan' is not a finite number"),
+        ("1,2,3,1\n4,nan,6,1\n", "row 2 holds NaN samples (NaN padding of a variable-length data set: --drop-nan-rows leaves such rows out)"),
         ("1,2,3,1\n4,inf,6,1\n", "row 2 column 2: inf is not a finite number"),
         ("1,2,3,1\n4,5,6,2\n", "row 2: label 2 is not 0 (anomalous) or 1 (normal)"),
         ("1,2,3,1\n4,5,6,0.5\n", "row 2: label 0.5 is not 0"),
@@ -78,8 +78,8 @@ def test_split_is_the_tutorials(tmp_path):
     path = write(tmp_path, "\n".join(",".join(map(str, row)) for row in table))
     parts = data.split(data.load(path))
     expected_train, expected_test = train_test_split(table[:, :-1], test_size=0.2, random_state=21)
-    np.testing.assert_allclose(parts.train.windows, expected_train, rtol=1e-6)
-    np.testing.assert_allclose(parts.test.windows, expected_test, rtol=1e-6)
+    np.testing.assert_allclose(parts.train.windows[:, 0], expected_train, rtol=1e-6)
+    np.testing.assert_allclose(parts.test.windows[:, 0], expected_test, rtol=1e-6)
     assert len(parts.train) == 40 and len(parts.test) == 10
 
 
@@ -112,9 +112,9 @@ class TestResolve:
         path = data.resolve()
         assert path == tmp_path / "cache" / "anomstream" / data.CACHE_NAME
         ds = data.load(path)
-        assert ds.windows.shape == (5000, 140)
+        assert ds.windows.shape == (5000, 1, 140)
         assert int(ds.labels.sum()) == 2919
-        np.testing.assert_allclose(ds.windows[0, :4], [-0.11252183, -2.8272038, -3.7738969, -4.3497511], rtol=1e-6)
+        np.testing.assert_allclose(ds.windows[0, 0, :4], [-0.11252183, -2.8272038, -3.7738969, -4.3497511], rtol=1e-6)
 
 
 def test_skip_bad_rows_keeps_file_row_numbers_and_says_why(tmp_path):
@@ -206,4 +206,4 @@ def test_a_whole_download_is_cached_and_read(nowhere_else, monkeypatch):
         path = data.resolve()
     assert path == nowhere_else
     dataset = data.load(path)
-    assert dataset.windows.shape == (4998, 140) and int(dataset.labels.sum()) == 2919
+    assert dataset.windows.shape == (4998, 1, 140) and int(dataset.labels.sum()) == 2919

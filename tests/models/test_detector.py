@@ -36,6 +36,8 @@ def test_score_gives_one_float32_error_and_one_verdict_per_window(detector: anom
     assert 0 < result.anomalous.sum() < len(windows)  # the synthetic anomalies are flagged, the normal windows are not all
     assert result.threshold == detector.threshold == detector.metadata.threshold.value
     assert detector.window_length == WINDOW and detector.window_shape == (1, WINDOW)
+    assert result.channel_errors.shape == (len(windows), 1)
+    np.testing.assert_array_equal(result.channel_errors[:, 0], result.errors)  # one channel: its error is the window's
 
 
 def test_the_channel_axis_lists_of_floats_and_float64_score_alike(detector: anomstream.Detector, windows: np.ndarray) -> None:
@@ -56,7 +58,7 @@ def test_an_empty_batch_has_no_verdicts(detector: anomstream.Detector) -> None:
         (lambda w: w[0], r"^windows have shape \(32,\); this model takes \(n, 32\) or \(n, 1, 32\) \(one window\? pass windows\[None\]\)\.$"),
         (lambda w: w[:, :31], r"^windows have shape \(50, 31\); this model takes \(n, 32\) or \(n, 1, 32\)\.$"),
         (lambda w: np.stack([w, w], axis=1), r"^windows have shape \(50, 2, 32\); this model takes \(n, 32\) or \(n, 1, 32\)\.$"),
-        (lambda w: [list(w[0]), list(w[1][:5])], r"^windows are not a rectangular array \(.*\): give one window of 32 samples per row\.$"),
+        (lambda w: [list(w[0]), list(w[1][:5])], r"^windows are not a rectangular array \(.*\): this model takes \(n, 32\) or \(n, 1, 32\)\.$"),
         (lambda w: np.full((2, 32), "x"), r"^windows of dtype <U1 cannot be read as float32 samples: give numbers\.$"),
         (lambda w: w.astype(np.complex64), r"^windows of dtype complex64 are not real numbers\.$"),
         (lambda w: np.where(np.arange(50)[:, None] == 7, np.nan, w), r"^1 of 50 windows hold NaN or infinite samples \(first: row 7\): every sample must be finite\.$"),

@@ -18,7 +18,7 @@ def ecg5000():
 
 @pytest.mark.slow
 def test_dense_tutorial_protocol_matches_the_tutorial(ecg5000):
-    assert ecg5000.windows.shape == (5000, 140)
+    assert ecg5000.windows.shape == (5000, 1, 140)
     result = train(ecg5000, TrainConfig())  # the defaults are the tutorial's
     e = result.evaluation
     assert (len(result.split.train), len(result.split.test)) == (4000, 1000)

@@ -14,17 +14,27 @@ from anomstream.models.runtimes import KerasRuntime, LiteRTRuntime, check_availa
 ERROR_ATOL = 1e-5
 
 
-@pytest.mark.parametrize(("arch", "noise"), [("dense", 0.0), ("conv1d", 0.0), ("dense", 0.1), ("conv1d", 0.1)])
-def test_an_exported_model_reconstructs_like_keras(tmp_path, arch, noise):
-    """Untrained weights are random, so any layer converted wrongly shows; the noise layer is training-only."""
-    model = build(arch, 140, noise)
+@pytest.mark.parametrize(
+    ("arch", "noise", "shape"),
+    [("dense", 0.0, (1, 140)), ("conv1d", 0.0, (1, 140)), ("dense", 0.1, (1, 140)), ("conv1d", 0.1, (1, 140)),
+     ("dense", 0.0, (3, 37)), ("conv1d", 0.0, (3, 37)), ("conv1d", 0.0, (2, 2000)), ("dense", 0.0, (1, 24))],
+)  # fmt: skip
+def test_an_exported_model_reconstructs_like_keras(tmp_path, arch, noise, shape):
+    """Untrained weights are random, so any layer converted wrongly shows; the noise layer is training-only.
+    Any window shape: odd lengths, 24 to 2,000 samples, several channels."""
+    model = build(arch, shape, noise)
     export_litert(model, tmp_path / "model.tflite")
     assert [p.name for p in tmp_path.iterdir()] == ["model.tflite"]  # no partial file left behind
     keras_runtime, litert = KerasRuntime(model), LiteRTRuntime(tmp_path / "model.tflite")
-    assert litert.window_length == keras_runtime.window_length == 140
-    windows = np.random.default_rng(1).random((300, 140), dtype=np.float32)
-    np.testing.assert_allclose(litert.reconstruct(windows), keras_runtime.reconstruct(windows), atol=ERROR_ATOL)
-    np.testing.assert_allclose(litert.errors(windows), keras_runtime.errors(windows), atol=ERROR_ATOL)
+    assert litert.window_shape == keras_runtime.window_shape == shape
+    windows = np.random.default_rng(1).random((300, *shape), dtype=np.float32)
+    reconstructed = keras_runtime.reconstruct(windows)
+    assert reconstructed.shape == windows.shape
+    np.testing.assert_allclose(litert.reconstruct(windows), reconstructed, atol=ERROR_ATOL)
+    errors = keras_runtime.channel_errors(windows)
+    assert errors.shape == (300, shape[0])
+    np.testing.assert_allclose(errors, np.abs(reconstructed - windows).mean(axis=2), atol=1e-6)
+    np.testing.assert_allclose(litert.channel_errors(windows), errors, atol=ERROR_ATOL)
 
 
 def test_litert_serves_every_batch_size_and_thread_count(tiny_artifact):

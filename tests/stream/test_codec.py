@@ -59,38 +59,38 @@ VALID = [0.5 * i for i in range(L)]
 
 
 def test_json_window_with_every_field():
-    batch = codec.decode_batch([js(id="a", values=VALID, source="p7", ts=1.5, label=1)], L)
+    batch = codec.decode_batch([js(id="a", values=VALID, source="p7", ts=1.5, label=1)], (1, L))
     assert not batch.invalid
     (window,) = batch.windows
     assert (window.id, window.source, window.ts, window.label) == ("a", "p7", 1.5, 1)
-    np.testing.assert_array_equal(batch.values, np.array([VALID], dtype=np.float32))
+    np.testing.assert_array_equal(batch.values[:, 0], np.array([VALID], dtype=np.float32))
 
 
 def test_a_run_id_travels_in_either_format_and_may_not_be_empty():
     batch = codec.decode_batch([js(id="a", values=VALID, run="r1"), f32(VALID, id="b", run="r:2"), js(id="c", values=VALID, run=""),
-                                f32(VALID, id="d", run="")], L)  # fmt: skip
+                                f32(VALID, id="d", run="")], (1, L))  # fmt: skip
     assert [(w.id, w.run) for w in batch.windows] == [("a", "r1"), ("b", "r:2")]
     assert [(bad.reason, bad.detail) for bad in batch.invalid] == [("bad_schema", "the run is empty."), ("bad_schema", "the run header is empty.")]
 
 
 def test_float_labels_from_csv_are_accepted():
-    batch = codec.decode_batch([js(id="a", values=VALID, label=0.0)], L)
+    batch = codec.decode_batch([js(id="a", values=VALID, label=0.0)], (1, L))
     assert batch.windows[0].label == 0
 
 
 def test_binary_window_reads_headers():
-    batch = codec.decode_batch([f32(VALID, id="b", source="p8", ts=2.25, label=0)], L)
+    batch = codec.decode_batch([f32(VALID, id="b", source="p8", ts=2.25, label=0)], (1, L))
     assert not batch.invalid
     assert (batch.windows[0].id, batch.windows[0].source, batch.windows[0].ts, batch.windows[0].label) == ("b", "p8", 2.25, 0)
-    np.testing.assert_array_equal(batch.values[0], np.array(VALID, dtype=np.float32))
+    np.testing.assert_array_equal(batch.values[0, 0], np.array(VALID, dtype=np.float32))
 
 
 def test_a_float32_batch_becomes_one_matrix_row_by_row():
     rows = [[float(i * L + j) for j in range(L)] for i in range(4)]
     rows[2][5] = math.inf
-    batch = codec.decode_batch([f32(row, id=str(i)) for i, row in enumerate(rows)], L)
+    batch = codec.decode_batch([f32(row, id=str(i)) for i, row in enumerate(rows)], (1, L))
     assert [w.id for w in batch.windows] == ["0", "1", "3"]
-    np.testing.assert_array_equal(batch.values, np.array([rows[0], rows[1], rows[3]], dtype=np.float32))
+    np.testing.assert_array_equal(batch.values[:, 0], np.array([rows[0], rows[1], rows[3]], dtype=np.float32))
     assert batch.values.dtype == np.float32
     assert [(bad.reason, bad.detail) for bad in batch.invalid] == [("non_finite", "value 5 is inf, not a finite number.")]
 
@@ -98,35 +98,35 @@ def test_a_float32_batch_becomes_one_matrix_row_by_row():
 def test_a_json_batch_becomes_one_matrix_and_an_overflow_is_non_finite():
     rows = [[0.25 * (i + j) for j in range(L)] for i in range(3)]
     rows[1][0] = 1e39  # beyond float32
-    batch = codec.decode_batch([js(id=str(i), values=row) for i, row in enumerate(rows)], L)
+    batch = codec.decode_batch([js(id=str(i), values=row) for i, row in enumerate(rows)], (1, L))
     assert [w.id for w in batch.windows] == ["0", "2"]
-    np.testing.assert_array_equal(batch.values, np.array([rows[0], rows[2]], dtype=np.float32))
+    np.testing.assert_array_equal(batch.values[:, 0], np.array([rows[0], rows[2]], dtype=np.float32))
     assert [bad.reason for bad in batch.invalid] == ["non_finite"]
 
 
 def test_the_last_of_a_repeated_header_counts():
     message = f32(VALID, id="first")
     message._headers += [("id", b"second"), ("label", b"1"), ("label", None)]
-    (window,) = codec.decode_batch([message], L).windows
+    (window,) = codec.decode_batch([message], (1, L)).windows
     assert (window.id, window.label) == ("second", None)
     # content-type too: a float32 body later declared JSON is read as JSON (and is not JSON)
     message = f32(VALID, id="b")
     message._headers.append(("content-type", b"application/json"))
-    assert [bad.reason for bad in codec.decode_batch([message], L).invalid] == ["not_json"]
+    assert [bad.reason for bad in codec.decode_batch([message], (1, L)).invalid] == ["not_json"]
 
 
 def test_mixed_batch_keeps_order_and_separates_the_bad():
     messages = [js(id="1", values=VALID), Msg(b"nope"), f32(VALID, id="2"), js(id="3", values=VALID[:-1]), js(id="4", values=VALID)]
-    batch = codec.decode_batch(messages, L)
+    batch = codec.decode_batch(messages, (1, L))
     assert [w.id for w in batch.windows] == ["1", "2", "4"]
-    assert batch.values.shape == (3, L)
+    assert batch.values.shape == (3, 1, L)
     assert [(bad.message, bad.reason) for bad in batch.invalid] == [(messages[1], "not_json"), (messages[3], "wrong_length")]
 
 
 def test_encode_window_round_trips():
     raw = codec.encode_window("x", np.arange(L), source="s", ts=3.0, label=1)
-    batch = codec.decode_batch([Msg(raw)], L)
-    assert batch.windows[0].id == "x" and batch.values[0, -1] == L - 1
+    batch = codec.decode_batch([Msg(raw)], (1, L))
+    assert batch.windows[0].id == "x" and batch.values[0, 0, -1] == L - 1
 
 
 @pytest.mark.parametrize(
@@ -142,7 +142,8 @@ def test_encode_window_round_trips():
         (js(id=5, values=VALID), "bad_schema", "Expected `str`, got `int` - at `$.id`."),
         (js(id="a", values=["1"] * L), "bad_schema", "Expected `float`, got `str` - at `$.values[0]`."),
         (js(id="a", values=[True] * L), "bad_schema", "Expected `float`, got `bool` - at `$.values[0]`."),
-        (js(id="a", values=[[1]] * L), "bad_schema", "Expected `float`, got `array` - at `$.values[0]`."),
+        (js(id="a", values=[[1]] * L), "wrong_length", "values is 8 lists of 1 numbers; the model takes 8 numbers."),
+        (js(id="a", values=[1] * (L - 1) + [[1]]), "bad_schema", "Expected `float`, got `array` - at `$.values[7]`."),
         (js(id="a", values=VALID, label=2), "bad_schema", "label 2 is not 0 (anomalous) or 1 (normal)."),
         (js(id="a", values=VALID[:3]), "wrong_length", "values has 3 numbers; the model takes 8."),
         (js(id="a", values=VALID + [1.0]), "wrong_length", "values has 9 numbers; the model takes 8."),
@@ -175,7 +176,7 @@ def test_encode_window_round_trips():
     ],
 )
 def test_every_bad_message_gets_a_reason_and_a_sentence(message, reason, detail):
-    batch = codec.decode_batch([message, js(id="ok", values=VALID)], L)
+    batch = codec.decode_batch([message, js(id="ok", values=VALID)], (1, L))
     assert [w.id for w in batch.windows] == ["ok"]  # the good neighbour is untouched
     (bad,) = batch.invalid
     assert bad.message is message
@@ -197,7 +198,7 @@ def test_every_bad_message_gets_a_reason_and_a_sentence(message, reason, detail)
 )
 def test_unusual_but_valid_json_is_accepted(body):
     """Duplicate-key detection must never reject these: colons, escapes, nulls, extra fields, whitespace."""
-    batch = codec.decode_batch([Msg(body)], L)
+    batch = codec.decode_batch([Msg(body)], (1, L))
     assert not batch.invalid, batch.invalid
     assert batch.windows[0].id in ("urn:ecg:1", 'a"b:', "a")
 
@@ -207,14 +208,14 @@ def test_a_decoder_bug_dead_letters_the_message_instead_of_stopping_the_worker(m
         raise KeyError("surprise")
 
     monkeypatch.setattr(codec, "_decode_json", broken)
-    batch = codec.decode_batch([Msg(b"{}"), f32(VALID, id="b")], L)
+    batch = codec.decode_batch([Msg(b"{}"), f32(VALID, id="b")], (1, L))
     assert [w.id for w in batch.windows] == ["b"]
     assert [(bad.reason, bad.detail) for bad in batch.invalid] == [("bad_schema", "the decoder failed on this message (KeyError: 'surprise').")]
 
 
 def test_empty_batch():
-    batch = codec.decode_batch([], L)
-    assert batch.windows == [] and batch.invalid == [] and batch.values.shape == (0, L)
+    batch = codec.decode_batch([], (1, L))
+    assert batch.windows == [] and batch.invalid == [] and batch.values.shape == (0, 1, L)
 
 
 # --- properties (hypothesis) ---
@@ -278,10 +279,10 @@ header_lists = st.lists(
 @given(st.lists(st.tuples(st.none() | bodies, header_lists), max_size=4))
 def test_decode_batch_never_raises_and_sorts_every_message_exactly_once(items):
     messages = [Msg(body, headers, _offset=i) for i, (body, headers) in enumerate(items)]
-    batch = codec.decode_batch(messages, L)
+    batch = codec.decode_batch(messages, (1, L))
     outcomes = [id(w.message) for w in batch.windows] + [id(bad.message) for bad in batch.invalid]
     assert sorted(outcomes) == sorted(map(id, messages))  # valid or invalid, never both, never lost
-    assert batch.values.shape == (len(batch.windows), L) and np.isfinite(batch.values).all()
+    assert batch.values.shape == (len(batch.windows), 1, L) and np.isfinite(batch.values).all()
     for window in batch.windows:
         assert isinstance(window.id, str) and window.id and window.label in (None, 0, 1)
     for bad in batch.invalid:
@@ -301,12 +302,12 @@ def test_valid_windows_round_trip_through_encode_window_and_float32(window, bina
         message = Msg(np.asarray(window["values"], dtype="<f4").tobytes(), [("content-type", codec.F32)] + headers)
     else:
         message = Msg(codec.encode_window(window["id"], window["values"], window.get("source"), window.get("ts"), label, window.get("run")))
-    batch = codec.decode_batch([message], L)
+    batch = codec.decode_batch([message], (1, L))
     assert not batch.invalid, batch.invalid
     (decoded,) = batch.windows
     assert (decoded.id, decoded.source, decoded.ts, decoded.label, decoded.run) == (
         window["id"], window.get("source"), window.get("ts"), label, window.get("run"))
-    np.testing.assert_array_equal(batch.values[0], np.asarray(window["values"], dtype=np.float32))
+    np.testing.assert_array_equal(batch.values[0, 0], np.asarray(window["values"], dtype=np.float32))
 
 
 @st.composite
@@ -342,10 +343,43 @@ def test_a_repeated_key_is_always_caught_and_nothing_else_is_rejected(case):
     """The fast colon count may only send a message to the exact check: it must never let a duplicate through
     (whitespace before colons, escaped keys, colons inside strings) nor reject a valid window."""
     body, repeated = case
-    batch = codec.decode_batch([Msg(body)], L)
+    batch = codec.decode_batch([Msg(body)], (1, L))
     if repeated is None:
         assert not batch.invalid, (body, batch.invalid)
     else:
         (bad,) = batch.invalid
         assert bad.reason == "bad_schema"
         assert f"the key {json.dumps(repeated[:64])}" in bad.detail
+
+
+def test_several_channels_arrive_as_nested_json_or_channel_major_float32():
+    """(channels, length) windows: JSON lists per channel, float32 channel after channel; both give the same array."""
+    window = np.arange(3 * L, dtype=np.float32).reshape(3, L) / 7
+    batch = codec.decode_batch([js(id="a", values=window.tolist()), f32(window.ravel(), id="b")], (3, L))
+    assert batch.invalid == [] and [w.id for w in batch.windows] == ["a", "b"]
+    assert batch.values.shape == (2, 3, L)
+    np.testing.assert_array_equal(batch.values[0], window)
+    np.testing.assert_array_equal(batch.values[1], window)
+    assert json.loads(codec.encode_window("c", window))["values"] == window.tolist()
+    assert json.loads(codec.encode_window("d", window[:1]))["values"] == window[0].tolist()  # one channel: a flat list
+
+
+@pytest.mark.parametrize(
+    ("message", "detail"),
+    [
+        (js(id="a", values=[0.5] * (3 * L)), "values is 24 numbers; the model takes 3 lists of 8 numbers (channel-major)."),
+        (js(id="a", values=[[0.5] * L] * 2), "values is 2 lists of 8 numbers; the model takes 3 lists of 8 numbers (channel-major)."),
+        (js(id="a", values=[[0.5] * L, [0.5] * L, [0.5] * 5]), "values is 3 lists of 5 to 8 numbers; the model takes 3 lists of 8 numbers (channel-major)."),
+        (f32([0.5] * L, id="b"), "the body holds 8 float32 values; the model takes 3 x 8 = 24 (channels x samples, channel-major)."),
+    ],
+    ids=["flat", "two-channels", "ragged", "f32-one-channel"],
+)
+def test_a_window_of_the_wrong_shape_is_wrong_length_with_both_shapes(message, detail):
+    batch = codec.decode_batch([message], (3, L))
+    assert [(bad.reason, bad.detail) for bad in batch.invalid] == [("wrong_length", detail)]
+
+
+def test_a_non_finite_sample_names_its_channel():
+    window = [[0.5] * L, [0.5] * L, [0.5] * (L - 1) + [1e39]]
+    batch = codec.decode_batch([js(id="a", values=window)], (3, L))
+    assert [(bad.reason, bad.detail) for bad in batch.invalid] == [("non_finite", "channel 2 value 7 is inf, not a finite number.")]

@@ -300,7 +300,7 @@ def test_the_corpus_oracle_agrees_with_the_codec():
     """Offline, in a second: every generated case gets the reason and detail its generator promised."""
     cases = build(np.random.default_rng(1).normal(size=(64, L)))
     assert sum(c.reason is not None for c in cases) >= 5000
-    batch = codec.decode_batch([Received(c, i) for i, c in enumerate(cases)], L)
+    batch = codec.decode_batch([Received(c, i) for i, c in enumerate(cases)], (1, L))
     assert sorted(w.message.at for w in batch.windows) == [i for i, c in enumerate(cases) if c.reason is None]
     assert [w.id for w in batch.windows] == [w.message.case.expect for w in batch.windows]
     for bad in batch.invalid:

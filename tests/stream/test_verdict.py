@@ -26,7 +26,8 @@ class Msg:
 
 def test_verdicts_keep_the_contract_order_and_omit_a_missing_label():
     windows = [codec.Window(Msg(7), "a", "p1", 1.5, 1), codec.Window(Msg(8), "b", None, None, None)]
-    scores = Scores(np.array([0.01, 0.5], dtype=np.float32), np.array([False, True]), 0.25)
+    errors = np.array([0.01, 0.5], dtype=np.float32)
+    scores = Scores(errors, np.array([False, True]), 0.25, errors[:, None])
     encoded = verdict.encode_batch(windows, scores, MODEL, 99.0)
     first, second = (json.loads(raw) for raw in encoded)
     assert list(first) == ["id", "source", "ts", "label", "error", "threshold", "score", "anomaly", "model", "input", "scored_at"]
@@ -35,3 +36,13 @@ def test_verdicts_keep_the_contract_order_and_omit_a_missing_label():
     assert first["input"] == {"topic": "windows", "partition": 3, "offset": 7}
     assert second["error"] == float(np.float32(0.5)) and second["score"] == second["error"] / 0.25
     assert [first["anomaly"], second["anomaly"]] == [False, True]  # the detector's verdicts, carried as given
+
+
+def test_a_multi_channel_models_verdicts_carry_channel_errors_after_the_error():
+    windows = [codec.Window(Msg(7), "a", "p1", 1.5, 1)]
+    channel_errors = np.array([[0.1, 0.2, 0.6]], dtype=np.float32)
+    scores = Scores(channel_errors.mean(axis=1), np.array([True]), 0.25, channel_errors)
+    (only,) = (json.loads(raw) for raw in verdict.encode_batch(windows, scores, MODEL, 99.0))
+    assert list(only)[4:7] == ["error", "channel_errors", "threshold"]
+    assert only["channel_errors"] == [float(v) for v in channel_errors[0]]
+    assert only["error"] == float(np.float32(channel_errors.mean()))
