@@ -83,10 +83,17 @@ class LiteRTRuntime:
 
     def __init__(self, path: Path, threads: int = 1) -> None:
         interpreter_class = _litert_interpreter()
+        # The model's bytes, held in memory: an interpreter opened on the path maps the file, so an artifact
+        # rewritten in place (a new one written over it, or a broken one) changed the serving model under it
+        # (tests/stream/test_worker.py's hot reload: a resize then read garbage constants and the worker died).
+        try:
+            self._flatbuffer = path.read_bytes()
+        except OSError as exc:
+            raise ArtifactError(f"{path} cannot be read: {exc.strerror or exc}.") from None
         # The first allocation creates the XNNPACK delegate, which LiteRT announces on stderr at INFO by itself.
         with native_stderr_to_debug(log):
             try:
-                self._interpreter = interpreter_class(model_path=str(path), num_threads=threads)
+                self._interpreter = interpreter_class(model_content=self._flatbuffer, num_threads=threads)
                 self._interpreter.allocate_tensors()
             except (ValueError, RuntimeError) as exc:  # LiteRT's error types for an unreadable flatbuffer
                 raise ArtifactError(f"{path} cannot be loaded by LiteRT: {str(exc).splitlines()[0]}.") from None

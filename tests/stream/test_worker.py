@@ -215,7 +215,7 @@ def test_hot_reload_switches_model_and_a_corrupt_artifact_keeps_the_old(ecg_arti
     assert {v["model"]["version"] for v in verdicts[10:]} == {"reloaded-1"}
     _, text = get(worker.url + "/metrics")
     assert metric(text, 'anomstream_model_reloads_total{result="failed"}') - failed_before >= 1  # a half-written model.json can fail once more
-    assert 'anomstream_model_info{name="ecg-dense",version="reloaded-1"} 1.0' in text
+    assert 'anomstream_model_info{name="ecg5000-dense",version="reloaded-1"} 1.0' in text
     worker.stop()
 
 
