@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from anomstream import console
-from anomstream.config import add_kafka_flags, kafka_client_config
+from anomstream.config import add_kafka_flags, check_ranges, kafka_client_config
 from anomstream.errors import ConfigError, DataError
 from anomstream.models import data
 from anomstream.models.data_flags import add_data_flags, data_options
@@ -174,6 +174,11 @@ def run_validate(args: argparse.Namespace) -> dict[str, Any]:
     from anomstream.replay import report
     from anomstream.replay.validate import collect, judge
 
+    check_ranges(
+        "validate",
+        ("--target-recall", args.target_recall, 0 <= args.target_recall <= 1),
+        ("--target-fpr", args.target_fpr, 0 <= args.target_fpr <= 1),
+    )
     selection, dataset, test = _selection(args)
     expected = selection.expected(dataset, test)
     config = kafka_client_config(args, "anomstream-validate")

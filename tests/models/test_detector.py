@@ -135,6 +135,7 @@ def test_the_readmes_example_runs_as_written(tiny_artifact: Path, tmp_path: Path
     script.write_text(code.replace('"artifacts/ecg-dense"', repr(str(tiny_artifact))))
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    errors, anomalous, facts = done.stdout.strip().splitlines()
+    errors, anomalous, *channel_errors, facts = done.stdout.strip().splitlines()
     assert errors.startswith("[") and anomalous.startswith("[") and len(anomalous.strip("[]").split()) == 4
+    assert len(channel_errors) == 4 and channel_errors[0].startswith("[[")  # (4, 1): one channel
     assert facts.split()[1:3] == ["32", "(1,"] and facts.split()[-1] == artifact.read_metadata(tiny_artifact).version
