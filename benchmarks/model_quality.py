@@ -10,20 +10,19 @@ windows only, so no test label is used until the evaluation.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
 import time
 
 from anomstream.models import data
-from anomstream.models.train import TrainConfig, train
+from anomstream.models.train import PRESETS, TrainConfig, train
 
 CONFIGS = {
-    "tutorial: dense, 20 ep, batch 512, mean+1std": TrainConfig(),
+    "tutorial preset: dense, 20 ep, batch 512, mean+1std": PRESETS["tutorial"],
+    "default preset: conv1d, 50 ep, batch 64, noise 0.1, mean+2std": PRESETS["default"],
     "dense, 100 ep, batch 64, mean+2std": TrainConfig(epochs=100, batch_size=64, threshold_params={"k": 2.0}),
-    "conv1d, 50 ep, batch 64, noise 0.1, mean+2std": TrainConfig(
-        arch="conv1d", epochs=50, batch_size=64, noise_factor=0.1, threshold_params={"k": 2.0}
-    ),
 }
 FIELDS = {
     "accuracy": lambda e: e.accuracy,
@@ -41,13 +40,16 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--data")
     parser.add_argument("--out", help="also write the raw results as JSON")
+    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), help="a subset of the configurations (default: all)")
     args = parser.parse_args()
     dataset = data.load(data.resolve(args.data))
     results: dict[str, list[dict[str, float]]] = {}
     for name, base in CONFIGS.items():
+        if args.configs and name not in args.configs:
+            continue
         for seed in args.seeds:
             started = time.monotonic()
-            evaluation = train(dataset, TrainConfig(**{**base.__dict__, "seed": seed})).evaluation
+            evaluation = train(dataset, dataclasses.replace(base, seed=seed)).evaluation
             row = {field: get(evaluation) for field, get in FIELDS.items()}
             row["seconds"] = time.monotonic() - started
             results.setdefault(name, []).append(row)

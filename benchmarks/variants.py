@@ -103,24 +103,24 @@ def _decode_json_stdlib(message: Any, body: bytes, window_shape: tuple[int, int]
     try:
         parsed = json.loads(body)
     except (ValueError, RecursionError) as exc:
-        raise codec._Bad(*codec._explain_not_json(body, exc)) from None
+        raise codec.Bad(*codec._explain_not_json(body, exc)) from None
     if not isinstance(parsed, dict):
-        raise codec._Bad(codec.BAD_SCHEMA, "Expected `object`.")
+        raise codec.Bad(codec.BAD_SCHEMA, "Expected `object`.")
     window_id = parsed.get("id")
     values = parsed.get("values")
     if not isinstance(window_id, str) or not isinstance(values, list):
-        raise codec._Bad(codec.BAD_SCHEMA, "`id` must be a string and `values` an array.")
+        raise codec.Bad(codec.BAD_SCHEMA, "`id` must be a string and `values` an array.")
     if not all(type(v) is float or type(v) is int for v in values):  # bools and strings are not samples
-        raise codec._Bad(codec.BAD_SCHEMA, "`values` must hold numbers.")
+        raise codec.Bad(codec.BAD_SCHEMA, "`values` must hold numbers.")
     source, ts, label = parsed.get("source"), parsed.get("ts"), parsed.get("label")
     if (source is not None and not isinstance(source, str)) or (ts is not None and type(ts) not in (int, float)):
-        raise codec._Bad(codec.BAD_SCHEMA, "`source` must be a string and `ts` a number.")
+        raise codec.Bad(codec.BAD_SCHEMA, "`source` must be a string and `ts` a number.")
     if label is not None and type(label) not in (int, float):
-        raise codec._Bad(codec.BAD_SCHEMA, "`label` must be a number.")
+        raise codec.Bad(codec.BAD_SCHEMA, "`label` must be a number.")
     if not window_id:
-        raise codec._Bad(codec.BAD_SCHEMA, "the id is empty.")
+        raise codec.Bad(codec.BAD_SCHEMA, "the id is empty.")
     if len(values) != window_length:
-        raise codec._Bad(codec.WRONG_LENGTH, f"values has {len(values)} numbers; the model takes {window_length}.")
+        raise codec.Bad(codec.WRONG_LENGTH, f"values has {len(values)} numbers; the model takes {window_length}.")
     return codec.Window(message, window_id, source, None if ts is None else float(ts), codec._label(label)), values
 
 

@@ -183,7 +183,7 @@ def evaluated_rows(metadata: Any, dataset: data.Dataset, test: data.Dataset | No
         if choice == "all":
             raise ConfigError("--split all scores one file: give it as --data, without --test-data.")
         return "test", test
-    same = is_training_data(metadata, dataset)
+    same = data.is_recorded(metadata.data, dataset)
     split = choice if choice != "auto" else ("test" if same else "all")
     if split == "all":
         return split, dataset
@@ -196,13 +196,6 @@ def evaluated_rows(metadata: Any, dataset: data.Dataset, test: data.Dataset | No
         test_file = metadata.data.test_data.file if metadata.data.test_data else "its --test-data file"
         raise ConfigError(f"{dataset.path} is all training rows of model {model}: its test rows are {test_file}; pass it as --test-data.")
     return split, data.split(dataset, metadata.split.test_size, metadata.split.seed).test
-
-
-def is_training_data(metadata: Any, dataset: data.Dataset) -> bool:
-    """The data a model was trained on, by parsed content (schema 4), or by file sha256 for older artifacts."""
-    if metadata.data.content is not None:
-        return dataset.content == metadata.data.content
-    return dataset.sha256 == metadata.data.sha256
 
 
 def _summary(metadata: Any, path: Path, dataset: data.Dataset, split: str, test: dict[str, Any]) -> dict[str, Any]:

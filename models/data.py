@@ -371,6 +371,14 @@ class DataOptions:
         return train, test
 
 
+def is_recorded(record: Any, dataset: Dataset) -> bool:
+    """Whether `dataset` is the data an artifact's data record describes: by parsed content (schema 4 on), or by
+    the file's sha256 for older artifacts."""
+    if record.content is not None:
+        return dataset.content == record.content
+    return dataset.sha256 == record.sha256
+
+
 def parts(train: Dataset, test: Dataset | None, test_size: float, seed: int) -> Split:
     """The test file when there is one, else the tutorial's split of the data file."""
     if test is not None:

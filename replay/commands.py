@@ -64,7 +64,6 @@ def _split_of(args: argparse.Namespace, dataset: data.Dataset, test: data.Datase
             log.info("splitting %s with --split-seed/--test-size; pass --model to take the model's own split", dataset.path)
         return (0.2 if args.test_size is None else args.test_size), (21 if args.split_seed is None else args.split_seed)
     from anomstream.models.artifact import read_metadata
-    from anomstream.models.commands import is_training_data
 
     metadata = read_metadata(args.model)
     if dataset.window_shape != metadata.window_shape:
@@ -78,7 +77,7 @@ def _split_of(args: argparse.Namespace, dataset: data.Dataset, test: data.Datase
             raise ConfigError(f"{flag} {given} differs from model {args.model}'s split ({own}): leave it out to use the model's.")
     if args.split == "all":
         return recorded.test_size or 0.2, recorded.seed
-    if not is_training_data(metadata, dataset):
+    if not data.is_recorded(metadata.data, dataset):
         raise ConfigError(
             f"{dataset.path} holds other windows than model {args.model} was trained on (parsed content"
             f" {dataset.content[:12]}…, the model's {str(metadata.data.content)[:12]}…), so its --split {args.split} rows"

@@ -23,24 +23,26 @@ from typing import Any, Protocol
 import msgspec
 import numpy as np
 
+from anomstream.stream import json_keys
+from anomstream.stream.reasons import (  # noqa: F401 (the vocabulary is the codec's public contract too)
+    BAD_BINARY,
+    BAD_SCHEMA,
+    DECODER_FAILED,
+    HEADERS_NOT_UTF8,
+    NON_FINITE,
+    NOT_JSON,
+    REASONS,
+    TOO_DEEP,
+    TOO_LARGE,
+    WRONG_LENGTH,
+    Bad,
+)
+
 CONTENT_TYPE = "content-type"
 F32 = b"application/x-float32"
 # A 140-sample window is ~3 KB of JSON. The DLQ takes a bigger message whole only if the worker's producer
 # message.max.bytes and the DLQ topic's max.message.bytes exceed the input topic's limit (plus the headers).
 MAX_BYTES = 512 * 1024
-
-# The dead-letter vocabulary (the `error.reason` header). Changing it breaks alerts and dashboards.
-NOT_JSON = "not_json"
-BAD_SCHEMA = "bad_schema"
-WRONG_LENGTH = "wrong_length"
-NON_FINITE = "non_finite"
-BAD_BINARY = "bad_binary"
-TOO_LARGE = "too_large"
-REASONS = (NOT_JSON, BAD_SCHEMA, WRONG_LENGTH, NON_FINITE, BAD_BINARY, TOO_LARGE)
-
-TOO_DEEP = "the message nests too deeply to decode (Python's recursion limit)."
-HEADERS_NOT_UTF8 = "a header key is not UTF-8, so the headers cannot be read or copied; the source offset points to the original."
-DECODER_FAILED = "the decoder failed on this message"  # the safety net in decode_batch; tests check it never fires
 
 log = logging.getLogger("anomstream.codec")
 
@@ -76,7 +78,6 @@ class _Channels(msgspec.Struct):
 
 _decoders = {False: msgspec.json.Decoder(_Window), True: msgspec.json.Decoder(_Channels)}
 _loose = msgspec.json.Decoder()
-_raw_fields = msgspec.json.Decoder(dict[str, msgspec.Raw])  # the exact duplicate-key check: keys, values unparsed
 _encoder = msgspec.json.Encoder()
 
 
@@ -118,14 +119,6 @@ def shape_text(shape: tuple[int, int]) -> str:
     return f"{length} numbers" if channels == 1 else f"{channels} lists of {length} numbers (channel-major)"
 
 
-class _Bad(Exception):
-    def __init__(self, reason: str, detail: str, headers: list[tuple[str, bytes | None]] | None = None) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-        self.headers = headers  # Invalid.headers
-
-
 def decode_batch(messages: list[Message], window_shape: tuple[int, int]) -> Batch:
     """Decode every message; the samples become one (n, channels, length) array, and non-finite ones are caught
     for all at once."""
@@ -135,7 +128,7 @@ def decode_batch(messages: list[Message], window_shape: tuple[int, int]) -> Batc
     for message in messages:
         try:
             window, row = _decode(message, window_shape)
-        except _Bad as bad:
+        except Bad as bad:
             invalid.append(Invalid(message, bad.reason, bad.detail, bad.headers))
             continue
         except Exception as exc:  # a decoder bug must not turn one message into a poison pill that stops the worker
@@ -183,10 +176,10 @@ def _matrix(rows: list[list[float] | bytes], window_shape: tuple[int, int]) -> n
 def _decode(message: Message, window_shape: tuple[int, int]) -> tuple[Window, list[float] | bytes]:
     body = message.value() or b""
     if len(body) > MAX_BYTES:
-        raise _Bad(TOO_LARGE, f"the message is {len(body)} bytes; the limit is {MAX_BYTES}.")
+        raise Bad(TOO_LARGE, f"the message is {len(body)} bytes; the limit is {MAX_BYTES}.")
     headers = read_headers(message)
     if headers is UNREADABLE:
-        raise _Bad(BAD_SCHEMA, HEADERS_NOT_UTF8, headers=UNREADABLE)
+        raise Bad(BAD_SCHEMA, HEADERS_NOT_UTF8, headers=UNREADABLE)
     if headers and _last(headers, CONTENT_TYPE) == F32:
         return _decode_f32(message, body, headers, window_shape)
     return _decode_json(message, body, window_shape)
@@ -229,25 +222,25 @@ def _decode_json(message: Message, body: bytes, window_shape: tuple[int, int]) -
     try:
         parsed = _decoders[channels > 1].decode(body)
     except msgspec.ValidationError as exc:
-        raise _Bad(*_explain_invalid(body, exc, window_shape)) from None
+        raise Bad(*_explain_invalid(body, exc, window_shape)) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec raises the latter for bad UTF-8 inside a string
-        raise _Bad(*_explain_not_json(body, exc)) from None
+        raise Bad(*_explain_not_json(body, exc)) from None
     except RecursionError:  # deep nesting in a field msgspec skips (in `values` it is a type error first)
-        raise _Bad(BAD_SCHEMA, TOO_DEEP) from None
-    if not _keys_surely_unique(body, parsed):
-        _check_keys_exactly(body)
+        raise Bad(BAD_SCHEMA, TOO_DEEP) from None
+    if not json_keys.surely_unique(body, parsed):
+        json_keys.check_exactly(body)
     if not parsed.id:
-        raise _Bad(BAD_SCHEMA, "the id is empty.")
+        raise Bad(BAD_SCHEMA, "the id is empty.")
     values = parsed.values
     if channels > 1:
         if len(values) != channels or any(len(channel) != length for channel in values):
-            raise _Bad(WRONG_LENGTH, f"values is {_shape_of(values)}; the model takes {shape_text(window_shape)}.")
+            raise Bad(WRONG_LENGTH, f"values is {_shape_of(values)}; the model takes {shape_text(window_shape)}.")
         values = list(itertools.chain.from_iterable(values))
     elif len(values) != length:
-        raise _Bad(WRONG_LENGTH, f"values has {len(values)} numbers; the model takes {length}.")
+        raise Bad(WRONG_LENGTH, f"values has {len(values)} numbers; the model takes {length}.")
     label = _label(parsed.label)
     if parsed.run is not None and not parsed.run:
-        raise _Bad(BAD_SCHEMA, "the run is empty.")
+        raise Bad(BAD_SCHEMA, "the run is empty.")
     return Window(message, parsed.id, parsed.source, parsed.ts, label, parsed.run), values
 
 
@@ -260,84 +253,6 @@ def _shape_of(values: Any) -> str:
         inner = f"{lengths[0]} numbers" if len(lengths) == 1 else f"{lengths[0]} to {lengths[-1]} numbers"
         return f"{len(values)} lists of {inner}"
     return f"{len(values)} numbers"
-
-
-def _keys_surely_unique(body: bytes, parsed: _Window | _Channels) -> bool:
-    """Hot path (~0.7 us a window, measured): a cheap proof that no key repeats, which msgspec would hide
-    (it keeps the last value, so `{"id": "a", "id": "b", ...}` would pass as "b").
-
-    Outside strings, every colon of a JSON text ends exactly one key, so the body's colons bound the number
-    of keys from above. If there are no more colons than known fields present, every key is a distinct
-    known field: no duplicate, no unknown key. Colons inside strings only raise the count, and whitespace
-    before a colon changes nothing, so this check can send a message to the exact one but never rejects
-    it: an id such as "urn:ecg:1" or a key written as "\\u0069d" is valid. (Counting b'":' would be cheaper
-    but unsound: `"id" : "a"` has none.) The id's, source's and run's own colons may then be discounted, but only
-    when the body has no backslash: only then are a string's raw bytes its decoded text.
-    """
-    allowed = 2 + (parsed.source is not None) + (parsed.ts is not None) + (parsed.label is not None) + (parsed.run is not None)
-    # bytes.count is a plain byte loop (~0.4 ns/byte) and find is memchr: count only before the first `[`
-    # and from the first colon after it, and let memchr cross the samples, which hold no colon.
-    start = body.find(b"[")
-    if start < 0:
-        colons = body.count(b":")
-    else:
-        after = body.find(b":", start)
-        colons = body.count(b":", 0, start) + (body.count(b":", after) if after >= 0 else 0)
-    if colons <= allowed:
-        return True
-    own = parsed.id.count(":") + (parsed.source or "").count(":") + (parsed.run or "").count(":")
-    return bool(own) and colons - own <= allowed and b"\\" not in body
-
-
-def _check_keys_exactly(body: bytes) -> None:
-    """Cold path (~8 us for a 3 KB window with an extra field; a full stdlib parse would cost ~65 us).
-
-    Each top-level key owns exactly one colon outside strings; every other colon lies inside a surviving key
-    or value (their raw text, so exactly as in the body) or inside a repeated key and the value msgspec
-    dropped. So the colon count minus those inside survivors equals the number of survivors iff no top-level
-    key repeats. Keys compare decoded, so a key with a colon and a backslash in the body (an escaped colon?)
-    goes to the standard library, as does naming the repeated key. `values` was validated as numbers: no colon.
-    """
-    try:
-        body.decode("utf-8")  # msgspec skips unknown fields without checking their UTF-8
-    except UnicodeDecodeError as bad:
-        raise _Bad(NOT_JSON, f"the message is not UTF-8 (byte {bad.start}).") from None
-    try:
-        top = _raw_fields.decode(body)
-    except RecursionError:
-        raise _Bad(BAD_SCHEMA, TOO_DEEP) from None
-    key_colons = sum(key.count(":") for key in top)
-    if not (key_colons and b"\\" in body):
-        raws = [bytes(raw) for key, raw in top.items() if key != "values"]
-        if body.count(b":") - key_colons - sum(raw.count(b":") for raw in raws) == len(top):
-            for raw in raws:  # keys nested in extra fields: the standard library, on those fields only
-                if raw[:1] in (b"{", b"[") and b":" in raw:
-                    _parse_checking_keys(raw)
-            return
-    _parse_checking_keys(body)
-
-
-def _parse_checking_keys(data: bytes) -> None:
-    try:
-        json.loads(data, object_pairs_hook=_unique_keys, parse_int=_ignore)  # ints unparsed: no 4,300-digit limit
-    except RecursionError:
-        raise _Bad(BAD_SCHEMA, TOO_DEEP) from None
-    except ValueError as exc:  # msgspec accepted it, so this should not happen; still one sentence, not a crash
-        raise _Bad(NOT_JSON, f"the message is not strict JSON: {exc}.") from None
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> None:
-    if len(pairs) > 1:
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                shown = json.dumps(key if len(key) <= 64 else key[:64] + "...")
-                raise _Bad(BAD_SCHEMA, f"the key {shown} appears more than once in one object; which value counts would be a guess.")
-            seen.add(key)
-
-
-def _ignore(_: str) -> None:
-    return None
 
 
 def _explain_invalid(body: bytes, exc: msgspec.ValidationError, window_shape: tuple[int, int]) -> tuple[str, str]:
@@ -385,11 +300,11 @@ def _decode_f32(
     message: Message, body: bytes, headers: list[tuple[str, bytes | None]], window_shape: tuple[int, int]
 ) -> tuple[Window, bytes]:
     if len(body) % 4:
-        raise _Bad(BAD_BINARY, f"a float32 body must be a multiple of 4 bytes; this one is {len(body)}.")
+        raise Bad(BAD_BINARY, f"a float32 body must be a multiple of 4 bytes; this one is {len(body)}.")
     channels, length = window_shape
     if len(body) != 4 * channels * length:
         takes = f"{length}" if channels == 1 else f"{channels} x {length} = {channels * length} (channels x samples, channel-major)"
-        raise _Bad(WRONG_LENGTH, f"the body holds {len(body) // 4} float32 values; the model takes {takes}.")
+        raise Bad(WRONG_LENGTH, f"the body holds {len(body) // 4} float32 values; the model takes {takes}.")
     # One pass, no dict (measured ~1 us a window less); the last of a repeated header counts, as in `_last`.
     raw_id = raw_source = raw_ts = raw_label = raw_run = None
     for name, value in headers:
@@ -406,17 +321,17 @@ def _decode_f32(
     try:
         window_id = raw_id.decode("utf-8") if raw_id is not None else None
         if not window_id:
-            raise _Bad(BAD_SCHEMA, "a float32 message needs an `id` header.")
+            raise Bad(BAD_SCHEMA, "a float32 message needs an `id` header.")
         source = raw_source.decode("utf-8") if raw_source is not None else None
         ts = float(raw_ts) if raw_ts is not None else None
         label = _label(float(raw_label)) if raw_label is not None else None
         run = raw_run.decode("utf-8") if raw_run is not None else None
         if run is not None and not run:
-            raise _Bad(BAD_SCHEMA, "the run header is empty.")
+            raise Bad(BAD_SCHEMA, "the run header is empty.")
     except (UnicodeDecodeError, ValueError) as exc:
-        raise _Bad(BAD_SCHEMA, f"a header is not valid: {exc}.") from None
+        raise Bad(BAD_SCHEMA, f"a header is not valid: {exc}.") from None
     if ts is not None and not math.isfinite(ts):  # as in JSON, where 1e999 is out of range
-        raise _Bad(NON_FINITE, f"the ts header is {ts}, not a finite number.")
+        raise Bad(NON_FINITE, f"the ts header is {ts}, not a finite number.")
     return Window(message, window_id, source, ts, label, run), body
 
 
@@ -424,7 +339,7 @@ def _label(label: float | None) -> int | None:
     if label is None:
         return None
     if label not in (0.0, 1.0):
-        raise _Bad(BAD_SCHEMA, f"label {label:g} is not 0 (anomalous) or 1 (normal).")
+        raise Bad(BAD_SCHEMA, f"label {label:g} is not 0 (anomalous) or 1 (normal).")
     return int(label)
 
 
