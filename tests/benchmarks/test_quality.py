@@ -128,6 +128,8 @@ def test_real_multi_channel_sets(ucr: None) -> None:
         cricket = quality_data.load("Cricket")
     except ValueError as error:
         assert "disagree row by row" in str(error)
+        with pytest.raises(SystemExit, match=r"^Cricket cannot be built: the labels of CricketX_TRAIN and CricketY_TRAIN disagree"):
+            quality.main(["--datasets", "ECG200", "Cricket"])  # refused before any training
     else:
         assert cricket.train.windows.shape[1:] == (3, 300)
         for axis in "YZ":
