@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 DEFAULT = "anomstream-default"
 WITHIN = 0.01  # a data set counts when the default is first or at most this far below the best baseline
 SHARE = 0.7  # ... on at least this share of the data sets
@@ -58,6 +60,12 @@ def _cells(values: dict[str, float], names: list[str]) -> list[str]:
     return [("–" if m not in values else f"**{values[m]:.3f}**" if round(values[m], 3) == best else f"{values[m]:.3f}") for m in names]
 
 
+def _spread(result: dict[str, Any], name: str) -> str:
+    """The largest standard deviation over seeds of a data set's figure ("–": a method without randomness)."""
+    spreads = [np.std(d["roc_auc_per_seed"][name]) for d in result["datasets"].values() if len(d["roc_auc_per_seed"][name]) > 1]
+    return f"{max(spreads):.3f}" if spreads else "–"
+
+
 def _seconds(result: dict[str, Any], name: str) -> str:
     rows = [c["methods"][name] for d in result["datasets"].values() for c in d["classes"].values()]
     twins = {r["same_as"] for r in rows if "same_as" in r}
@@ -79,6 +87,8 @@ def markdown(result: dict[str, Any]) -> str:
     for name, d in result["datasets"].items():
         out.append(f"| {name} ({len(d['classes'])} classes) | " + " | ".join(_cells(d["roc_auc"], names)) + " |")
     out.append("| **mean** | " + " | ".join(_cells(result["mean"], names)) + " |")
+    if len(result["seeds"]) > 1:
+        out.append("| largest std over seeds | " + " | ".join(_spread(result, m) for m in names) + " |")
     out.append("| seconds | " + " | ".join(_seconds(result, m) for m in names) + " |")
     if select:
         out += ["", "Ranking of the candidate recipes (mean validation ROC-AUC over the data sets):", ""]
