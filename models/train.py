@@ -1,11 +1,12 @@
-"""Training: the best recipe we validated by default, the tutorial's as a preset, the rest by option.
+"""Training: the default recipe, the tutorial's as a preset, the rest by option.
 
 The tutorial's protocol (TensorFlow "Intro to Autoencoders", ECG) is the
 `tutorial` preset: 80/20 split with seed 21, min-max constants from the
 training split, fit on normal training windows only (Adam, MAE, 20 epochs,
 batch 512), threshold = mean + 1 std of their errors. The `default` preset was
-chosen on validation splits carved from training rows, across data sets
-(benchmarks/quality.py --select; models/MODEL_CARD.md). Nothing here looks at
+chosen on a validation split carved from ECG5000's training rows; across data
+sets, `benchmarks/quality.py --select` ranks the candidates on TRAIN rows only
+(models/MODEL_CARD.md). Nothing here looks at
 test rows until the final evaluation: no choice, curve or stopping rule uses them.
 """
 
