@@ -237,4 +237,4 @@ def test_compose_environment_is_a_valid_configuration(service: str, runtime: str
     elif service == "replay":
         assert (args.bootstrap_servers, args.topic, args.split, args.rate, args.loop) == ("kafka:9092", "telemetry-windows", "test", 100.0, 60)
     else:
-        assert args.out == Path("/models/current") and args.arch == "dense"
+        assert args.out == Path("/models/current") and args.preset == "default" and args.arch is None  # the default recipe

@@ -82,7 +82,7 @@ def test_the_cache_key_follows_the_recipe_and_the_release(small_dataset, monkeyp
     import dataclasses
     import importlib.metadata
 
-    from anomstream.models import train
+    from anomstream.models import recipe
     from anomstream.replay.demo import cached_model
 
     first = cached_model(small_dataset)
@@ -90,6 +90,6 @@ def test_the_cache_key_follows_the_recipe_and_the_release(small_dataset, monkeyp
         patched.setattr(importlib.metadata, "version", lambda name: "99.0.0")
         assert cached_model(small_dataset) != first  # another release trains its own
     assert cached_model(small_dataset) == first
-    defaults = dataclasses.replace(train.TrainConfig(), epochs=3)
-    monkeypatch.setattr(train, "TrainConfig", lambda: defaults)  # the demo's recipe changed in code
+    changed = dataclasses.replace(recipe.PRESETS["default"], epochs=3)
+    monkeypatch.setitem(recipe.PRESETS, "default", changed)  # the demo's recipe changed in code
     assert cached_model(small_dataset) != first

@@ -341,7 +341,7 @@ def test_thousands_of_poison_messages_reach_the_dlq_whole_and_the_worker_keeps_s
     ecg_split, worker_settings, new_topic, read, start_worker, kafka_bootstrap
 ):
     """One worker, 5,496 bad messages and 1,100 valid ones interleaved: nothing lost, nothing mixed up, no stop."""
-    cases = build(ecg_split.test.windows)
+    cases = build(ecg_split.test.windows[:, 0])  # one channel: (n, 140)
     bad = Counter(c.reason for c in cases if c.reason)
     valid = sum(c.reason is None for c in cases)
     big = {"max.message.bytes": str(BIG)}
