@@ -13,7 +13,7 @@ from rich.table import Table
 
 from anomstream import console
 from anomstream.config import check_ranges
-from anomstream.errors import ConfigError, DataError
+from anomstream.errors import ConfigError
 from anomstream.models import data
 from anomstream.models.architectures import ARCHITECTURES
 from anomstream.models.data_flags import add_data_flags, data_options
@@ -161,11 +161,7 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     loaded = detector.load(args.model, args.runtime)
     metadata = loaded.metadata
     dataset, test = data_options(args).load()
-    if dataset.window_shape != metadata.window_shape:
-        raise DataError(
-            f"{dataset.path} has windows of {dataset.window_shape[0]} x {dataset.window_shape[1]} (channels x samples);"
-            f" model {args.model} takes {metadata.channels} x {metadata.window_length}."
-        )
+    data.check_shape(dataset, metadata.window_shape, args.model)
     split, rows = evaluated_rows(metadata, dataset, test, args.split, args.model)
     log.info("scoring %d windows (%s) with %s %s on %s", len(rows), split, metadata.name, metadata.version, loaded.runtime)
     errors = loaded.score(rows.windows).errors  # the worker's scoring path (models/detector.py)

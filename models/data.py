@@ -20,6 +20,7 @@ import logging
 import os
 import urllib.request
 from dataclasses import dataclass, replace
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -73,9 +74,10 @@ class Dataset:
     def window_length(self) -> int:
         return int(self.windows.shape[2])
 
-    @property
+    @cached_property
     def content(self) -> str:
-        """sha256 of the parsed windows and their row numbers: the same data in any spelling of the file."""
+        """sha256 of the parsed windows and their row numbers: the same data in any spelling of the file.
+        Computed once: train logs it, records it and the demo keys its cache on it."""
         digest = hashlib.sha256(repr(self.windows.shape).encode())
         digest.update(np.ascontiguousarray(self.windows, dtype="<f4").tobytes())
         digest.update(np.ascontiguousarray(self.rows, dtype="<i8").tobytes())
@@ -369,6 +371,15 @@ class DataOptions:
                 f" {train.path} of {train.window_shape[0]} x {train.window_shape[1]}: --test-data must match --data."
             )
         return train, test
+
+
+def check_shape(dataset: Dataset, shape: tuple[int, int], model: str | os.PathLike[str]) -> None:
+    """One sentence when a data set's windows are not the shape a model takes."""
+    if dataset.window_shape != tuple(shape):
+        raise DataError(
+            f"{dataset.path} has windows of {dataset.window_shape[0]} x {dataset.window_shape[1]} (channels x samples);"
+            f" model {model} takes {shape[0]} x {shape[1]}."
+        )
 
 
 def is_recorded(record: Any, dataset: Dataset) -> bool:

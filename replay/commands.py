@@ -15,7 +15,7 @@ from rich.table import Table
 
 from anomstream import console
 from anomstream.config import add_kafka_flags, check_ranges, kafka_client_config
-from anomstream.errors import ConfigError, DataError
+from anomstream.errors import ConfigError
 from anomstream.models import data
 from anomstream.models.data_flags import add_data_flags, data_options
 from anomstream.replay.producer import Selection
@@ -66,11 +66,7 @@ def _split_of(args: argparse.Namespace, dataset: data.Dataset, test: data.Datase
     from anomstream.models.artifact import read_metadata
 
     metadata = read_metadata(args.model)
-    if dataset.window_shape != metadata.window_shape:
-        raise DataError(
-            f"{dataset.path} has windows of {dataset.window_shape[0]} x {dataset.window_shape[1]} (channels x samples);"
-            f" model {args.model} takes {metadata.channels} x {metadata.window_length}."
-        )
+    data.check_shape(dataset, metadata.window_shape, args.model)
     recorded = metadata.split
     for flag, given, own in (("--test-size", args.test_size, recorded.test_size), ("--split-seed", args.split_seed, recorded.seed)):
         if given is not None and given != own:
