@@ -15,7 +15,7 @@ on the normal training rows (benchmarks/quality_methods.py describes each method
 anomalies; each candidate recipe (quality_methods.candidates) is fitted on the fit rows and ranked by its
 mean validation ROC-AUC over the data sets. No TEST row is read.
 
-`--epochs-scale` multiplies every recipe's epochs (at least 1), for quick runs. The result JSON holds every
+`--epochs-scale` multiplies every recipe's epochs (at least 1) and update budget (`min_steps`), for quick runs. The result JSON holds every
 class's figures, the means, seeds, timings and the machine; the markdown holds the table and the verdict.
 """
 
@@ -203,7 +203,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--datasets", nargs="+", default=list(data.DEFAULT), metavar="NAME",
                         help=f"UCR set names, or a multi-channel set ({', '.join(data.MULTI)}); default: {' '.join(data.DEFAULT)}")  # fmt: skip
     parser.add_argument("--seeds", type=int, nargs="+", help="training seeds; default 1 2 3 (with --select: 1)")
-    parser.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every recipe's epochs (at least 1 epoch)")
+    parser.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every recipe's epochs (at least 1 epoch) and min_steps")
     parser.add_argument("--out", type=Path, help="write the result JSON here")
     parser.add_argument("--markdown", type=Path, help="write the markdown table here")
     parser.add_argument("--select", action="store_true", help="rank the candidate recipes on validation splits of TRAIN rows")

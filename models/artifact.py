@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from anomstream.errors import ArtifactError
 from anomstream.models.evaluate import Evaluation
@@ -127,6 +127,8 @@ class TrainingRecord(_Strict):
     seed: int
     epochs: int
     batch_size: int
+    min_steps: int = Field(default=0, ge=0)  # absent before min_steps existed: one pass per epoch
+    steps_per_epoch: int | None = Field(default=None, ge=1)
     optimizer: str
     loss: str
     seconds: float

@@ -49,6 +49,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     recipe.add_argument("--arch", choices=ARCHITECTURES, help="autoencoder architecture")
     recipe.add_argument("--epochs", type=int, help="training epochs")
     recipe.add_argument("--batch-size", type=int, help="training batch size")
+    recipe.add_argument(
+        "--min-steps", type=int, help="gradient updates at least: small data sets get more passes per epoch (tutorial 0)"
+    )
     recipe.add_argument("--learning-rate", type=float, help="Adam learning rate (presets: 0.001)")
     recipe.add_argument("--noise-factor", type=float, help="Gaussian input noise for denoising training")
     recipe.add_argument("--threshold", choices=list(METHODS), help="threshold method (presets: mean-std)")
@@ -92,6 +95,7 @@ def _recipe(args: argparse.Namespace) -> dict[str, Any]:
         "train",
         ("--epochs", args.epochs, args.epochs is None or args.epochs >= 1),
         ("--batch-size", args.batch_size, args.batch_size is None or args.batch_size >= 1),
+        ("--min-steps", args.min_steps, args.min_steps is None or args.min_steps >= 0),
         ("--learning-rate", args.learning_rate, args.learning_rate is None or args.learning_rate > 0),
         ("--noise-factor", args.noise_factor, args.noise_factor is None or args.noise_factor >= 0),
         ("--test-size", args.test_size, 0 < args.test_size < 1),
@@ -100,7 +104,7 @@ def _recipe(args: argparse.Namespace) -> dict[str, Any]:
     preset = PRESETS[args.preset]
     method = args.threshold or preset.threshold
     changes: dict[str, Any] = {
-        name: getattr(args, name) for name in ("arch", "epochs", "batch_size", "learning_rate", "noise_factor", "holdout")
+        name: getattr(args, name) for name in ("arch", "epochs", "batch_size", "min_steps", "learning_rate", "noise_factor", "holdout")
         if getattr(args, name) is not None
     }
     params = {} if args.threshold and args.threshold != preset.threshold else dict(preset.threshold_params)

@@ -21,11 +21,19 @@ class TrainConfig:
     test_size: float = 0.2
     noise_factor: float = 0.0
     learning_rate: float = 1e-3
+    # Gradient updates at least: a small training set gets more passes (a class of 30 windows at batch 32 is one
+    # update per epoch, so 50 epochs would be 50 updates). 0: exactly `epochs` passes, as the tutorial.
+    min_steps: int = 0
     threshold: str = "mean-std"
     threshold_params: dict[str, float] = field(default_factory=dict)
     # Fraction of normal training windows held out to fit the threshold on; None: 0.2 for fpr, else 0.
     holdout: float | None = None
     name: str | None = None
+
+    def steps_per_epoch(self, windows: int) -> int:
+        """Updates per epoch for `windows` fit windows: one pass, or more when `min_steps` asks for them."""
+        one_pass = max(1, -(-windows // self.batch_size))
+        return max(one_pass, -(-self.min_steps // self.epochs))
 
     @property
     def holdout_fraction(self) -> float:

@@ -96,12 +96,9 @@ def fit_normal(
     started = time.monotonic()
     held = normalisation.apply(holdout_raw) if len(holdout_raw) else None
     history = model.fit(
-        fit_windows,
-        fit_windows,
+        **_inputs(fit_windows, config),
         epochs=config.epochs,
-        batch_size=config.batch_size,
         validation_data=(held, held) if held is not None else None,
-        shuffle=True,
         verbose=0,
         callbacks=[_EpochProgress(on_epoch)] if on_epoch else [],
     )
@@ -163,6 +160,8 @@ def train(dataset: Dataset, config: TrainConfig, on_epoch: EpochCallback | None 
             "seed": config.seed,
             "epochs": config.epochs,
             "batch_size": config.batch_size,
+            "min_steps": config.min_steps,
+            "steps_per_epoch": config.steps_per_epoch(len(fitted.fitted)),
             "optimizer": f"adam(lr={config.learning_rate:g})",
             "loss": "mae",
             "seconds": round(fitted.seconds, 3),
@@ -184,6 +183,17 @@ def _warn_about_labels(train: Dataset, normal: int) -> None:
             "only %d of %d training rows are normal (labels %s): the autoencoder is fitted on the minority class. If"
             " the normal class is another label, pass it with --normal-label.", normal, len(train), ", ".join(train.normal_labels),
         )
+
+
+def _inputs(windows: np.ndarray, config: TrainConfig) -> dict[str, Any]:
+    """`model.fit`'s inputs: the arrays for one shuffled pass per epoch, or, when `min_steps` asks for more updates
+    than that gives, a shuffled and repeated stream of the same windows cut into epochs of equal length."""
+    steps = config.steps_per_epoch(len(windows))
+    if steps <= -(-len(windows) // config.batch_size):  # one pass per epoch is enough
+        return {"x": windows, "y": windows, "batch_size": config.batch_size, "shuffle": True}
+    stream = tf.data.Dataset.from_tensor_slices((windows, windows))
+    stream = stream.shuffle(len(windows), seed=config.seed, reshuffle_each_iteration=True).repeat().batch(config.batch_size)
+    return {"x": stream.prefetch(2), "steps_per_epoch": steps, "shuffle": False}
 
 
 def _holdout(windows: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from anomstream.models import architectures, data
-from anomstream.models.train import TrainConfig, train
+from anomstream.models.train import TrainConfig, fit_normal, train
 
 FAST = dict(epochs=30, batch_size=32, learning_rate=1e-2)
 
@@ -146,3 +146,26 @@ def test_a_roc_auc_below_chance_is_warned(caplog):
         result = train(made, TrainConfig(**FAST))
     assert result.evaluation.roc_auc < 0.5
     assert "below chance: anomalies reconstruct better than normal windows. Is --normal-label the normal class (now noisy)?" in caplog.text
+
+
+def test_min_steps_gives_a_small_data_set_more_updates_per_epoch():
+    """30 windows at batch 32 are one update per epoch; min_steps asks for 40 updates over 4 epochs."""
+    normal = np.random.default_rng(0).random((30, 1, 24), dtype=np.float32)
+    plain = fit_normal(normal, TrainConfig(epochs=4, batch_size=32))
+    budget = fit_normal(normal, TrainConfig(epochs=4, batch_size=32, min_steps=40))
+    assert int(plain.model.optimizer.iterations) == 4
+    assert int(budget.model.optimizer.iterations) == 40
+    assert len(budget.history["loss"]) == 4  # still 4 epochs: progress and history count epochs
+
+
+def test_min_steps_leaves_a_large_data_set_at_one_pass_per_epoch():
+    config = TrainConfig(epochs=50, batch_size=64, min_steps=1500)
+    assert config.steps_per_epoch(2335) == 37  # ECG5000's normal training rows: 1,850 updates already
+    assert config.steps_per_epoch(30) == 30
+
+
+def test_the_artifact_records_the_update_budget(dataset):
+    result = train(dataset, TrainConfig(epochs=2, batch_size=32, min_steps=30))
+    training = result.metadata_fields["training"]
+    assert training["min_steps"] == 30
+    assert training["steps_per_epoch"] == max(15, -(-len(result.fitted) // 32))
