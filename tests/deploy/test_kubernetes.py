@@ -224,8 +224,9 @@ def test_images_are_the_ones_the_dockerfile_and_compose_build(rendered: list[dic
     specs = pod_specs(rendered)
     (worker,) = specs["anomstream-worker"]["containers"]
     assert not image_problems(worker["image"], full, runtimes)
+    assert [c["image"] for c in specs["anomstream-worker"]["initContainers"]] == [worker["image"]], "one image to pull per worker"
     assert image_problems("anomstream:latest", full, runtimes) and image_problems(f"{full}-onnx", full, runtimes)
-    for job in ("anomstream-train", "anomstream-retrain"):
+    for job in ("anomstream-train", "anomstream-retrain", "anomstream-model-rollback"):
         assert [c["image"] for c in specs[job]["containers"]] == [full], "training needs the full (TensorFlow) image"
     assert "ANOMSTREAM_RUNTIME" not in configmap(rendered), "the image carries its runtime; a ConfigMap value would override it"
 
@@ -319,17 +320,18 @@ def test_liveness_never_kills_a_worker_still_waiting_for_kafka_at_start_up() -> 
 
 def test_pods_are_non_root_read_only_and_share_the_model_claim(rendered: list[dict[str, Any]]) -> None:
     specs = pod_specs(rendered)
-    assert set(specs) == {"anomstream-worker", "anomstream-train", "anomstream-retrain"}
+    assert set(specs) == {"anomstream-worker", "anomstream-train", "anomstream-retrain", "anomstream-model-rollback"}
     for name, spec in specs.items():
         assert spec["securityContext"]["runAsNonRoot"] and spec["securityContext"]["runAsUser"] == 10001, name
         assert spec["enableServiceLinks"] is False and spec["automountServiceAccountToken"] is False, name
         volumes = {v["name"]: v for v in spec["volumes"]}
         assert volumes["models"]["persistentVolumeClaim"]["claimName"] == find(rendered, "PersistentVolumeClaim")["metadata"]["name"]
-        for container in spec["containers"]:
+        for container in spec["containers"] + spec.get("initContainers", []):
             context = container["securityContext"]
             assert context["readOnlyRootFilesystem"] and not context["allowPrivilegeEscalation"] and context["capabilities"]["drop"] == ["ALL"]
             mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
-            assert "emptyDir" in volumes[mounts["/tmp"]["name"]], f"{name}: /tmp is a writable emptyDir"
+            assert "/tmp" not in mounts or "emptyDir" in volumes[mounts["/tmp"]["name"]], f"{name}: /tmp is a writable emptyDir"
+            assert container in spec.get("initContainers", []) or "/tmp" in mounts, f"{name}: /tmp is writable"
             assert mounts["/models"].get("readOnly", False) is (name == "anomstream-worker"), f"{name}: only the jobs write the model"
 
 
