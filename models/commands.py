@@ -222,23 +222,31 @@ def _summary(metadata: Any, path: Path, dataset: data.Dataset, split: str, test:
     }
 
 
+def _example(model: Any, rows: data.Dataset, errors: np.ndarray, i: int, title: str) -> Any:
+    from anomstream.models import report
+
+    window = rows.windows[i : i + 1]
+    explained = model.score(window, explain="range").explanations
+    return report.Example(
+        f"{title} (row {rows.rows[i]}, error {errors[i]:.4f})",
+        model.normalise(window)[0],
+        model.reconstruct(window)[0],
+        explained[0] if explained else None,
+    )
+
+
 def _report(directory: Path, summary: dict[str, Any], metadata: Any, model: Any, rows: data.Dataset, errors: np.ndarray) -> None:
     from anomstream.models import report
     from anomstream.models.evaluate import Evaluation
 
     shown = []
-    for label, title in ((1, "A normal window"), (0, "An anomalous window")):
-        index = np.flatnonzero(rows.labels == label)
-        if index.size:
-            i = index[0]
-            window = rows.windows[i : i + 1]
-            shown.append(
-                report.Example(
-                    f"{title} (row {rows.rows[i]}, error {errors[i]:.4f})",
-                    model.normalise(window)[0],
-                    model.reconstruct(window)[0],
-                )
-            )
+    normal = np.flatnonzero(rows.labels == 1)
+    if normal.size:
+        shown.append(_example(model, rows, errors, int(normal[0]), "A normal window"))
+    # A few windows the model flags, anomalies first, each with the range its explanation names shaded.
+    flagged = np.flatnonzero(errors > metadata.threshold.value)
+    for i in sorted(flagged.tolist(), key=lambda i: (rows.labels[i] != 0, i))[:3]:
+        shown.append(_example(model, rows, errors, i, "An anomalous window" if rows.labels[i] == 0 else "A flagged normal window"))
     report.write(
         directory,
         title=f"{metadata.name} {metadata.version} on {Path(summary['data']['path']).name} ({summary['split']['evaluated']})",

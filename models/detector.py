@@ -4,6 +4,7 @@
     detector = anomstream.load("artifacts/ecg-dense")
     result = detector.score(windows)        # (n, length) or (n, channels, length)
     result.errors, result.anomalous
+    detector.score(windows, explain="range").explanations  # where each anomalous window's error sits
 
 `Detector.score` is the one scoring path: the worker calls it on every
 micro-batch and `anomstream evaluate` on the data set, so the same artifact and
@@ -19,7 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from anomstream.errors import WindowError
+from anomstream.errors import ConfigError, WindowError
+from anomstream.models.explain import MODES, Explanation
+from anomstream.models.explain import explain as explain_errors
 from anomstream.models.scorer import window_errors
 
 if TYPE_CHECKING:
@@ -37,6 +40,8 @@ class Scores:
     anomalous: np.ndarray  # bool: error > threshold
     threshold: float
     channel_errors: np.ndarray  # float32, (n, channels): each channel's error; `errors` is their mean
+    # explain="range" or "full": one per window, None for a normal one; empty with explain="off"
+    explanations: tuple[Explanation | None, ...] = ()
 
     def __len__(self) -> int:
         return len(self.errors)
@@ -74,14 +79,30 @@ class Detector:
         """What every verdict names the model by."""
         return {"name": self.metadata.name, "version": self.metadata.version, "sha256": self.metadata.model_file.sha256}
 
-    def score(self, windows: Any) -> Scores:
-        """Errors and verdicts of raw (unnormalised) windows, one per row."""
+    def score(self, windows: Any, explain: str = "off") -> Scores:
+        """Errors and verdicts of raw (unnormalised) windows, one per row; with `explain` "range" (or "full",
+        which adds every sample's error) each anomalous window also gets an `Explanation` (models/explain.py),
+        at the cost of a second model call on the anomalous windows only."""
+        if explain not in MODES:
+            raise ConfigError(f"explain={explain!r} is not one of {', '.join(MODES)}.")
         values = self.check(windows)
         if not len(values):
             return Scores(np.empty(0, np.float32), np.empty(0, bool), self.threshold, np.empty((0, self.channels), np.float32))
         channel_errors = self._scorer.channel_errors(values)
         errors = window_errors(channel_errors)
-        return Scores(errors, self._scorer.is_anomaly(errors), self.threshold, channel_errors)
+        anomalous = self._scorer.is_anomaly(errors)
+        explanations: tuple[Explanation | None, ...] = ()
+        if explain != "off":
+            explanations = self._explain(values, anomalous, full=explain == "full")
+        return Scores(errors, anomalous, self.threshold, channel_errors, explanations)
+
+    def _explain(self, values: np.ndarray, anomalous: np.ndarray, full: bool) -> tuple[Explanation | None, ...]:
+        found: list[Explanation | None] = [None] * len(values)
+        rows = np.flatnonzero(anomalous)
+        if rows.size:
+            for row, explanation in zip(rows.tolist(), explain_errors(self._scorer.sample_errors(values[rows]), full)):
+                found[row] = explanation
+        return tuple(found)
 
     def reconstruct(self, windows: Any) -> np.ndarray:
         """Reconstructions in the normalised scale (for plots), with the inputs scaled alike by `normalise`."""

@@ -28,6 +28,7 @@ class Example:
     title: str
     window: np.ndarray  # (channels, length), or (length,)
     reconstruction: np.ndarray
+    explanation: Any = None  # models.explain.Explanation of a flagged window: its range is shaded
 
 
 def can_plot() -> bool:
@@ -105,7 +106,8 @@ def confusion(path: Path, evaluation: Evaluation) -> None:
 
 
 def examples(path: Path, shown: Sequence[Example]) -> None:
-    """The tutorial's figure: a window, its reconstruction, and the error between them; a row per channel."""
+    """The tutorial's figure: a window, its reconstruction, and the error between them; a row per channel, and a
+    flagged window's explained range shaded."""
     plt = _pyplot()
     channels = max((np.atleast_2d(example.window).shape[0] for example in shown), default=1)
     fig, axes = plt.subplots(channels, len(shown), figsize=(6 * len(shown), 4 * channels), squeeze=False)
@@ -118,6 +120,11 @@ def examples(path: Path, shown: Sequence[Example]) -> None:
             ax.plot(x, reconstruction[channel], color="tab:red", label="reconstruction")
             ax.fill_between(x, reconstruction[channel], window[channel], color="lightcoral", label="error")
             title = example.title if channels == 1 else f"{example.title}, channel {channel}"
+            found = example.explanation
+            if found is not None:
+                ax.axvspan(found.start - 0.5, found.end - 0.5, color="gold", alpha=0.35, label=f"explained ({found.share:.0%} of the error)")
+                if found.channel == channel:
+                    title += " (the largest error)"
             ax.set(title=title, xlabel="sample", ylabel="normalised value")
             ax.legend()
     _save(fig, path)

@@ -76,6 +76,12 @@ class Scorer:
         """Each raw window's error, (n,) float32: the mean of its channel errors."""
         return window_errors(self.channel_errors(windows))
 
+    def sample_errors(self, windows: np.ndarray) -> np.ndarray:
+        """|reconstruction - input| of every sample in the normalised scale, (n, channels, length) float32: the
+        errors whose per-channel means are `channel_errors` (models/explain.py locates anomalies with them)."""
+        scaled = self.normalisation.apply(windows)
+        return np.abs(self.runtime.reconstruct(scaled) - scaled)
+
     def reconstruct(self, windows: np.ndarray) -> np.ndarray:
         """Reconstructions in the normalised scale, for plots, (n, channels, length)."""
         return self.runtime.reconstruct(self.normalisation.apply(windows))

@@ -65,6 +65,14 @@ def register(commands: argparse._SubParsersAction) -> None:
         " it first); at least twice --commit-interval-ms + 1 s, at most the broker's transaction.max.timeout.ms"
         " (default: 10000, as Kafka Streams)",
     )
+    worker.add_argument(
+        "--explain",
+        choices=["off", "range", "full"],
+        default="range",
+        help="what an anomalous verdict's `explanation` holds: range (the samples where the error sits, their share of"
+        " it, and for several channels the channel), full (also every sample's error: the verdict grows by the window's"
+        " size), or off (no explanation, no second model call on anomalies) (default: range)",
+    )
     worker.add_argument("--metrics-host", default="0.0.0.0", help="address of the /metrics, /healthz, /readyz server (default: 0.0.0.0)")
     worker.add_argument("--metrics-port", type=int, default=9100, help="port of that server; 0 picks a free one (default: 9100)")
     worker.add_argument("--reload-interval-s", type=float, default=5.0, help="how often to look for a new artifact; 0: only on SIGHUP (default: 5)")

@@ -44,6 +44,7 @@ class WorkerSettings:
     transactional_id: str = ""
     instance_id: str = ""
     max_batch: int = 512
+    explain: str = "range"
     max_wait_ms: int = 50
     commit_interval_ms: int = 100
     transaction_timeout_ms: int = 10_000

@@ -2,7 +2,8 @@
 
 Typed msgspec structs rather than dicts: building and encoding them is the
 per-window cost left once decoding and scoring are batched. Field order is the
-wire order; `label` and `run` are left out when the input had none, `channel_errors` for one channel.
+wire order; `label` and `run` are left out when the input had none, `channel_errors` for one channel,
+`explanation` for a normal window (and for every window under --explain off).
 """
 
 from __future__ import annotations
@@ -13,12 +14,21 @@ from typing import Any
 import msgspec
 
 from anomstream.models.detector import Scores
+from anomstream.models.explain import Explanation
 
 
 class InputRef(msgspec.Struct, gc=False):
     topic: str
     partition: int
     offset: int
+
+
+class ExplanationOut(msgspec.Struct, omit_defaults=True, gc=False):
+    start: int
+    end: int
+    share: float
+    channel: int | None = None  # multi-channel models only
+    sample_errors: list[Any] | None = None  # --explain full: `length` errors, or `channels` lists of them as `values`
 
 
 class Verdict(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
@@ -32,6 +42,7 @@ class Verdict(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     threshold: float
     score: float
     anomaly: bool
+    explanation: ExplanationOut | None = None  # anomalous windows: where the error sits (models/explain.py)
     model: msgspec.Raw  # the same for every verdict of a batch: encoded once
     input: InputRef
     scored_at: float
@@ -46,7 +57,10 @@ def encode_batch(windows: list[Any], scores: Scores, model: dict[str, Any], scor
     threshold = scores.threshold
     encoded: list[bytes] = []
     per_channel = scores.channel_errors.tolist() if scores.channel_errors.shape[1] > 1 else itertools.repeat(None)
-    for window, error, anomaly, channel_errors in zip(windows, scores.errors.tolist(), scores.anomalous.tolist(), per_channel):
+    explained = scores.explanations or itertools.repeat(None)
+    for window, error, anomaly, channel_errors, explanation in zip(
+        windows, scores.errors.tolist(), scores.anomalous.tolist(), per_channel, explained
+    ):
         message = window.message
         verdict = Verdict(
             id=window.id,
@@ -59,9 +73,17 @@ def encode_batch(windows: list[Any], scores: Scores, model: dict[str, Any], scor
             threshold=threshold,
             score=error / threshold,
             anomaly=anomaly,
+            explanation=None if explanation is None else _explanation(explanation),
             model=model_json,
             input=InputRef(message.topic(), message.partition(), message.offset()),
             scored_at=scored_at,
         )
         encoded.append(_encoder.encode(verdict))
     return encoded
+
+
+def _explanation(found: Explanation) -> ExplanationOut:
+    sample_errors = None
+    if found.sample_errors is not None:  # shaped like the input's `values`: flat for one channel
+        sample_errors = (found.sample_errors[0] if len(found.sample_errors) == 1 else found.sample_errors).tolist()
+    return ExplanationOut(found.start, found.end, found.share, found.channel, sample_errors)

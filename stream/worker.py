@@ -163,7 +163,7 @@ class Worker:
         stage = time.perf_counter()
         batch = codec.decode_batch(messages, loaded.window_shape)
         stage = self._timed("decode", stage)
-        scores = loaded.score(batch.values)  # one model call for the whole batch
+        scores = loaded.score(batch.values, explain=self.settings.explain)  # one model call (and one for the anomalies)
         stage = self._timed("score", stage)
         records, anomalies = self.verdicts(loaded, batch, scores)
         records += [self.dead_letters.letter(bad) for bad in batch.invalid]

@@ -83,3 +83,33 @@ def test_a_three_channel_model_serves_both_formats_with_channel_errors(three_cha
         f"the body holds {LENGTH} float32 values; the model takes {CHANNELS} x {LENGTH} = {CHANNELS * LENGTH}"
         " (channels x samples, channel-major)."
     )
+
+
+@pytest.mark.parametrize("explain", ["range", "full", "off"])
+def test_anomalous_verdicts_explain_where_the_error_sits(three_channels, worker_settings, topics, send, read, start_worker, explain):
+    """The worker's explanations are the Python API's, and name the channel with the largest of the verdict's channel errors."""
+    model, windows = three_channels
+    send(topics["input"], [(b"k", codec.encode_window(f"w-{i}", w, source="s"), None) for i, w in enumerate(windows)])
+    worker = start_worker(replace(worker_settings, model=model, explain=explain))
+    verdicts = [json.loads(m.value()) for m in read(topics["scores"], len(windows))]
+    worker.stop()
+
+    offline = anomstream.load(model, runtime="tensorflow").score(windows, explain="full")
+    by_id = {v["id"]: v for v in verdicts}
+    anomalous = [i for i in range(len(windows)) if by_id[f"w-{i}"]["anomaly"]]
+    assert anomalous and len(anomalous) < len(windows)
+    assert all("explanation" not in by_id[f"w-{i}"] for i in set(range(len(windows))) - set(anomalous))
+    if explain == "off":
+        assert all("explanation" not in v for v in verdicts)
+        return
+    for i in anomalous:
+        live, expected = by_id[f"w-{i}"]["explanation"], offline.explanations[i]
+        assert (live["start"], live["end"], live["channel"]) == (expected.start, expected.end, expected.channel)
+        assert live["share"] == pytest.approx(expected.share, abs=1e-4)
+        assert 0 <= live["start"] < live["end"] <= LENGTH
+        if explain == "full":
+            np.testing.assert_allclose(live["sample_errors"], expected.sample_errors, rtol=0, atol=1e-5)
+            assert np.mean(live["sample_errors"]) == pytest.approx(by_id[f"w-{i}"]["error"], abs=1e-5)
+        else:
+            assert "sample_errors" not in live
+        assert live["channel"] == int(np.argmax(by_id[f"w-{i}"]["channel_errors"]))

@@ -46,3 +46,28 @@ def test_a_multi_channel_models_verdicts_carry_channel_errors_after_the_error():
     assert list(only)[4:7] == ["error", "channel_errors", "threshold"]
     assert only["channel_errors"] == [float(v) for v in channel_errors[0]]
     assert only["error"] == float(np.float32(channel_errors.mean()))
+
+
+def test_an_anomalous_verdict_carries_its_explanation_after_anomaly():
+    from anomstream.models.explain import Explanation
+
+    windows = [codec.Window(Msg(7), "a", None, None, None), codec.Window(Msg(8), "b", None, None, None)]
+    errors = np.array([0.01, 0.5], dtype=np.float32)
+    found = Explanation(start=3, end=9, share=0.75, channel=None, sample_errors=np.full((1, 4), 0.5, np.float32))
+    scores = Scores(errors, np.array([False, True]), 0.25, errors[:, None], (None, found))
+    normal, anomalous = (json.loads(raw) for raw in verdict.encode_batch(windows, scores, MODEL, 99.0))
+    assert "explanation" not in normal
+    assert list(anomalous)[list(anomalous).index("anomaly") + 1] == "explanation"
+    # one channel: the sample errors are flat, like the window's `values`
+    assert anomalous["explanation"] == {"start": 3, "end": 9, "share": 0.75, "sample_errors": [0.5] * 4}
+
+
+def test_a_multi_channel_explanation_names_the_channel_and_nests_the_sample_errors():
+    from anomstream.models.explain import Explanation
+
+    channel_errors = np.array([[0.1, 0.6]], dtype=np.float32)
+    found = Explanation(start=0, end=2, share=0.5, channel=1, sample_errors=np.array([[0.1, 0.1], [0.6, 0.6]], np.float32))
+    scores = Scores(channel_errors.mean(axis=1), np.array([True]), 0.25, channel_errors, (found,))
+    (only,) = (json.loads(raw) for raw in verdict.encode_batch([codec.Window(Msg(1), "a", None, None, None)], scores, MODEL, 1.0))
+    assert only["explanation"]["channel"] == 1
+    assert only["explanation"]["sample_errors"] == [[float(np.float32(0.1))] * 2, [float(np.float32(0.6))] * 2]
