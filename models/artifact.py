@@ -57,6 +57,8 @@ class ThresholdRecord(_Strict):
     params: dict[str, float]
     value: float
     fitted_on: Literal["train-normal", "holdout-normal"]
+    # Optional (schema_version stays 4; older artifacts load unchanged): a window whose `source` is here is judged by its value.
+    per_source: dict[str, float] = Field(default_factory=dict)
 
     @field_validator("value")
     @classmethod
@@ -65,6 +67,14 @@ class ThresholdRecord(_Strict):
         if not (math.isfinite(value) and value > 0):
             raise ValueError(f"the threshold must be a finite number above 0, not {value}")
         return value
+
+    @field_validator("per_source")
+    @classmethod
+    def _each_finite_and_positive(cls, per_source: dict[str, float]) -> dict[str, float]:
+        for source, value in per_source.items():
+            if not (source and math.isfinite(value) and value > 0):
+                raise ValueError(f"the threshold of source {source!r} must be a finite number above 0 for a named source, not {value}")
+        return per_source
 
 
 class NormalisationRecord(_Strict):

@@ -5,6 +5,7 @@
     result = detector.score(windows)        # (n, length) or (n, channels, length)
     result.errors, result.anomalous
     detector.score(windows, explain="range").explanations  # where each anomalous window's error sits
+    detector.score(windows, sources=["patient-7", None, ...]).scopes  # per-source thresholds, where the artifact has them
 
 `Detector.score` is the one scoring path: the worker calls it on every
 micro-batch and `anomstream evaluate` on the data set, so the same artifact and
@@ -14,7 +15,8 @@ windows give the same errors and verdicts from all three.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +26,7 @@ from anomstream.errors import ConfigError, WindowError
 from anomstream.models.explain import MODES, Explanation
 from anomstream.models.explain import explain as explain_errors
 from anomstream.models.scorer import window_errors
+from anomstream.models.source_thresholds import applied
 
 if TYPE_CHECKING:
     from anomstream.models.artifact import Metadata
@@ -37,11 +40,20 @@ class Scores:
     """The verdicts on a batch of windows, in their order."""
 
     errors: np.ndarray  # float32: each window's mean absolute reconstruction error
-    anomalous: np.ndarray  # bool: error > threshold
-    threshold: float
+    anomalous: np.ndarray  # bool: error > the window's applied threshold (`thresholds`)
+    threshold: float  # the artifact's global threshold
     channel_errors: np.ndarray  # float32, (n, channels): each channel's error; `errors` is their mean
     # explain="range" or "full": one per window, None for a normal one; empty with explain="off"
     explanations: tuple[Explanation | None, ...] = ()
+    # The threshold each window was judged by (float64) and its scope, "global" or "source" (models/source_thresholds.py)
+    thresholds: np.ndarray = field(default_factory=lambda: np.empty(0, np.float64))
+    scopes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.thresholds) != len(self.errors):  # built without them (older callers): every window global
+            thresholds, scopes = applied(self.threshold, {}, None, len(self.errors))
+            object.__setattr__(self, "thresholds", thresholds)
+            object.__setattr__(self, "scopes", scopes)
 
     def __len__(self) -> int:
         return len(self.errors)
@@ -79,22 +91,25 @@ class Detector:
         """What every verdict names the model by."""
         return {"name": self.metadata.name, "version": self.metadata.version, "sha256": self.metadata.model_file.sha256}
 
-    def score(self, windows: Any, explain: str = "off") -> Scores:
+    def score(self, windows: Any, explain: str = "off", sources: Sequence[str | None] | None = None) -> Scores:
         """Errors and verdicts of raw (unnormalised) windows, one per row; with `explain` "range" (or "full",
         which adds every sample's error) each anomalous window also gets an `Explanation` (models/explain.py),
-        at the cost of a second model call on the anomalous windows only."""
+        at the cost of a second model call on the anomalous windows only. `sources`: each window's source (or
+        None); a source with its own threshold in the artifact is judged by it, every other window by the global one."""
         if explain not in MODES:
             raise ConfigError(f"explain={explain!r} is not one of {', '.join(MODES)}.")
         values = self.check(windows)
+        thresholds, scopes = applied(self.threshold, self.metadata.threshold.per_source, sources, len(values))
         if not len(values):
-            return Scores(np.empty(0, np.float32), np.empty(0, bool), self.threshold, np.empty((0, self.channels), np.float32))
+            return Scores(np.empty(0, np.float32), np.empty(0, bool), self.threshold, np.empty((0, self.channels), np.float32), (), thresholds)
         channel_errors = self._scorer.channel_errors(values)
         errors = window_errors(channel_errors)
-        anomalous = self._scorer.is_anomaly(errors)
+        # Compared in float64, as Threshold.predict does: the verdict's Python-float compare gives the same answer.
+        anomalous = np.asarray(errors, dtype=np.float64) > thresholds
         explanations: tuple[Explanation | None, ...] = ()
         if explain != "off":
             explanations = self._explain(values, anomalous, full=explain == "full")
-        return Scores(errors, anomalous, self.threshold, channel_errors, explanations)
+        return Scores(errors, anomalous, self.threshold, channel_errors, explanations, thresholds, scopes)
 
     def _explain(self, values: np.ndarray, anomalous: np.ndarray, full: bool) -> tuple[Explanation | None, ...]:
         found: list[Explanation | None] = [None] * len(values)

@@ -39,7 +39,8 @@ class Verdict(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     run: str | None = None
     error: float
     channel_errors: list[float] | None = None  # a multi-channel model's: one error per channel, `error` their mean
-    threshold: float
+    threshold: float  # the one that judged this window: its source's, or the global one
+    threshold_scope: str  # "source" or "global" (models/source_thresholds.py)
     score: float
     anomaly: bool
     explanation: ExplanationOut | None = None  # anomalous windows: where the error sits (models/explain.py)
@@ -54,12 +55,11 @@ _encoder = msgspec.json.Encoder()
 def encode_batch(windows: list[Any], scores: Scores, model: dict[str, Any], scored_at: float) -> list[bytes]:
     """Each scored window's encoded verdict; `anomaly` is the detector's own (models/detector.py)."""
     model_json = msgspec.Raw(_encoder.encode(model))
-    threshold = scores.threshold
     encoded: list[bytes] = []
     per_channel = scores.channel_errors.tolist() if scores.channel_errors.shape[1] > 1 else itertools.repeat(None)
     explained = scores.explanations or itertools.repeat(None)
-    for window, error, anomaly, channel_errors, explanation in zip(
-        windows, scores.errors.tolist(), scores.anomalous.tolist(), per_channel, explained
+    for window, error, anomaly, threshold, scope, channel_errors, explanation in zip(
+        windows, scores.errors.tolist(), scores.anomalous.tolist(), scores.thresholds.tolist(), scores.scopes, per_channel, explained
     ):
         message = window.message
         verdict = Verdict(
@@ -71,6 +71,7 @@ def encode_batch(windows: list[Any], scores: Scores, model: dict[str, Any], scor
             error=error,
             channel_errors=channel_errors,
             threshold=threshold,
+            threshold_scope=scope,
             score=error / threshold,
             anomaly=anomaly,
             explanation=None if explanation is None else _explanation(explanation),

@@ -163,7 +163,8 @@ class Worker:
         stage = time.perf_counter()
         batch = codec.decode_batch(messages, loaded.window_shape)
         stage = self._timed("decode", stage)
-        scores = loaded.score(batch.values, explain=self.settings.explain)  # one model call (and one for the anomalies)
+        sources = [window.source for window in batch.windows]  # a source with its own threshold is judged by it
+        scores = loaded.score(batch.values, explain=self.settings.explain, sources=sources)  # one model call (+ one for anomalies)
         stage = self._timed("score", stage)
         records, anomalies = self.verdicts(loaded, batch, scores)
         records += [self.dead_letters.letter(bad) for bad in batch.invalid]

@@ -30,7 +30,9 @@ def test_verdicts_keep_the_contract_order_and_omit_a_missing_label():
     scores = Scores(errors, np.array([False, True]), 0.25, errors[:, None])
     encoded = verdict.encode_batch(windows, scores, MODEL, 99.0)
     first, second = (json.loads(raw) for raw in encoded)
-    assert list(first) == ["id", "source", "ts", "label", "error", "threshold", "score", "anomaly", "model", "input", "scored_at"]
+    assert list(first) == ["id", "source", "ts", "label", "error", "threshold", "threshold_scope", "score", "anomaly", "model", "input",
+                           "scored_at"]
+    assert first["threshold_scope"] == second["threshold_scope"] == "global"  # built without per-window thresholds
     assert "label" not in second and second["source"] is None and second["ts"] is None
     assert first["model"] == second["model"] == MODEL
     assert first["input"] == {"topic": "windows", "partition": 3, "offset": 7}
@@ -71,3 +73,18 @@ def test_a_multi_channel_explanation_names_the_channel_and_nests_the_sample_erro
     (only,) = (json.loads(raw) for raw in verdict.encode_batch([codec.Window(Msg(1), "a", None, None, None)], scores, MODEL, 1.0))
     assert only["explanation"]["channel"] == 1
     assert only["explanation"]["sample_errors"] == [[float(np.float32(0.1))] * 2, [float(np.float32(0.6))] * 2]
+
+
+def test_a_verdict_carries_the_threshold_that_judged_it_and_its_scope():
+    from anomstream.models.source_thresholds import applied
+
+    windows = [codec.Window(Msg(1), "a", "loud", None, None), codec.Window(Msg(2), "b", "quiet", None, None),
+               codec.Window(Msg(3), "c", None, None, None)]  # fmt: skip
+    errors = np.array([0.5, 0.5, 0.5], dtype=np.float32)
+    thresholds, scopes = applied(0.25, {"loud": 1.0}, [w.source for w in windows], 3)
+    scores = Scores(errors, errors > thresholds, 0.25, errors[:, None], (), thresholds, scopes)
+    loud, quiet, unnamed = (json.loads(raw) for raw in verdict.encode_batch(windows, scores, MODEL, 1.0))
+    assert list(loud)[list(loud).index("threshold") + 1] == "threshold_scope"
+    assert (loud["threshold"], loud["threshold_scope"], loud["score"], loud["anomaly"]) == (1.0, "source", loud["error"] / 1.0, False)
+    assert (quiet["threshold"], quiet["threshold_scope"], quiet["anomaly"]) == (0.25, "global", True)
+    assert (unnamed["threshold"], unnamed["threshold_scope"]) == (0.25, "global")  # no source: the global one
