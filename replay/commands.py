@@ -116,6 +116,30 @@ def register(commands: argparse._SubParsersAction) -> None:
     validate.add_argument("--timeout-s", type=float, default=120.0, help="stop waiting for missing verdicts after this long (default: 120)")
     validate.add_argument("--target-recall", type=float, default=0.99, help="anomaly recall to recommend a threshold for (default: 0.99)")
     validate.add_argument("--target-fpr", type=float, default=0.01, help="false-positive rate to recommend a threshold for (default: 0.01)")
+    validate.add_argument(
+        "--per-source",
+        action="store_true",
+        help="also recommend a threshold for each source (the verdicts' `source`) with enough labelled windows (default: off)",
+    )
+    validate.add_argument(
+        "--min-source-windows",
+        type=int,
+        default=50,
+        help="with --per-source: fewer labelled windows than this and a source keeps the global threshold (default: 50)",
+    )
+    validate.add_argument(
+        "--source-objective",
+        choices=["best-f1", "target-recall", "target-fpr"],
+        default="best-f1",
+        help="with --per-source: what each source's threshold optimises; target-* take --target-recall/--target-fpr (default: best-f1)",
+    )
+    validate.add_argument(
+        "--write-artifact",
+        type=Path,
+        metavar="DIR",
+        help="with --per-source and --model: write a copy of the model with the per-source thresholds to DIR (the --model"
+        " directory itself replaces them in place; a worker on DIR picks them up by hot reload) (default: none)",
+    )
     validate.add_argument("--report", type=Path, help="write a report (markdown, JSON, PNG plots) to this directory")
     validate.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     validate.set_defaults(run=run_validate, render=_render_validation)
@@ -173,7 +197,10 @@ def run_validate(args: argparse.Namespace) -> dict[str, Any]:
         "validate",
         ("--target-recall", args.target_recall, 0 <= args.target_recall <= 1),
         ("--target-fpr", args.target_fpr, 0 <= args.target_fpr <= 1),
+        ("--min-source-windows", args.min_source_windows, args.min_source_windows >= 2),
     )
+    if args.write_artifact is not None and not (args.per_source and args.model is not None):
+        raise ConfigError("--write-artifact needs --per-source and --model (the artifact to copy the thresholds into).")
     selection, dataset, test = _selection(args)
     expected = selection.expected(dataset, test)
     config = kafka_client_config(args, "anomstream-validate")
@@ -182,6 +209,8 @@ def run_validate(args: argparse.Namespace) -> dict[str, Any]:
         collected = collect(config, args.scores_topic, set(expected), args.timeout_s, advance, run=args.run_id)
     validation = judge(expected, collected, args.target_recall, args.target_fpr)
     summary = {"scores_topic": args.scores_topic, **validation.summary}
+    if args.per_source and validation.evaluation is not None:
+        summary["per_source"] = _per_source(args, validation)
     if args.report and validation.evaluation is not None:
         report.write_validation(args.report, summary, validation)
         summary["report"] = str(args.report / "report.md")
@@ -189,6 +218,23 @@ def run_validate(args: argparse.Namespace) -> dict[str, Any]:
         log.error("%d verdicts missing and %d duplicated", summary["missing"], summary["duplicates"])
         args.exit_code = 1
     return summary
+
+
+def _per_source(args: argparse.Namespace, validation: Any) -> dict[str, Any]:
+    from anomstream.models.artifact import read_metadata
+    from anomstream.replay.per_source import judge_sources
+
+    global_threshold = read_metadata(args.model).threshold.value if args.model is not None else validation.global_threshold
+    if global_threshold is None:
+        raise ConfigError("--per-source: every verdict was judged by a source's threshold, so the global one is unknown: pass --model.")
+    found = judge_sources(validation.errors, validation.labels, validation.sources, global_threshold, args.source_objective,
+                          args.min_source_windows, args.target_recall, args.target_fpr)  # fmt: skip
+    if args.write_artifact is not None:
+        from anomstream.models.source_thresholds import write_copy
+
+        written = write_copy(args.model, args.write_artifact, found["thresholds"])
+        found["artifact"] = {"path": str(args.write_artifact), "version": written.version}
+    return found
 
 
 def run_broker(args: argparse.Namespace) -> None:
@@ -237,5 +283,26 @@ def _render_validation(summary: dict[str, Any]) -> None:
     out.print(table)
     for note in summary.get("notes", []):
         out.print(note)
+    if "per_source" in summary:
+        _render_per_source(out, summary["per_source"])
     if "report" in summary:
         out.print(f"report: {summary['report']}")
+
+
+def _render_per_source(out: Console, found: dict[str, Any]) -> None:
+    def rate(value: float | None) -> str:
+        return "" if value is None else f"{value:.4f}"
+
+    table = Table(title=f"per-source thresholds ({found['objective']}; global {found['global_threshold']:.5f})")
+    for column in ("source", "windows", "threshold", "FPR global", "FPR source", "accuracy global", "accuracy source", "why not"):
+        table.add_column(column, justify="left" if column in ("source", "why not") else "right")
+    for entry in found["sources"]:
+        before, after = entry["global"], entry["recommended"] or {}
+        table.add_row(entry["source"], str(entry["windows"]), f"{after['threshold']:.5f}" if after else "global",
+                      rate(before["false_positive_rate"]), rate(after.get("false_positive_rate")), f"{before['accuracy']:.4f}",
+                      rate(after.get("accuracy")), entry["reason"] or "")  # fmt: skip
+    out.print(table)
+    for note in found["notes"]:
+        out.print(note)
+    if "artifact" in found:
+        out.print(f"artifact with {len(found['thresholds'])} per-source thresholds: {found['artifact']['path']} ({found['artifact']['version']})")

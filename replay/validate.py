@@ -153,6 +153,8 @@ class Validation:
     labels: np.ndarray
     thresholds: dict[str, float]
     healthy: bool
+    sources: tuple[str | None, ...] = ()  # each judged verdict's `source`, in the order of `errors` (--per-source)
+    global_threshold: float | None = None  # the threshold of the verdicts judged by the global one, the most common
 
 
 def judge(expected: dict[str, int], collected: Collected, target_recall: float, target_fpr: float) -> Validation:
@@ -163,6 +165,9 @@ def judge(expected: dict[str, int], collected: Collected, target_recall: float, 
     errors = np.array([v["error"] for v in verdicts], dtype=np.float64)
     labels = np.array([expected[window_id] for window_id in ids], dtype=np.int8)
     thresholds = Counter(v["threshold"] for v in verdicts)
+    # A source's own threshold (threshold_scope "source") is not the live global one; verdicts before the field: global.
+    global_thresholds = Counter(v["threshold"] for v in verdicts if v.get("threshold_scope", "global") == "global")
+    sources = tuple(v.get("source") for v in verdicts)
     models = Counter(v["model"]["version"] for v in verdicts)
     summary: dict[str, Any] = {
         "run": collected.run,
@@ -180,10 +185,11 @@ def judge(expected: dict[str, int], collected: Collected, target_recall: float, 
     if not verdicts:
         summary["healthy"] = False
         return Validation(summary, None, errors, labels, {}, False)
-    live = thresholds.most_common(1)[0][0]
+    live = (global_thresholds or thresholds).most_common(1)[0][0]
     # Each verdict as the worker gave it: after a hot reload, windows were judged by different thresholds.
     evaluation = evaluate(errors, labels, live, anomalous=np.array([bool(v["anomaly"]) for v in verdicts]))
-    summary.update(threshold=live, thresholds_seen=len(thresholds), test=evaluation.model_dump())
+    scopes = Counter(v.get("threshold_scope", "global") for v in verdicts)
+    summary.update(threshold=live, thresholds_seen=len(thresholds), threshold_scopes=dict(scopes), test=evaluation.model_dump())
     recommendations = [
         sweep.best_f1(errors, labels),
         sweep.target_recall(errors, labels, target_recall),
@@ -199,7 +205,7 @@ def judge(expected: dict[str, int], collected: Collected, target_recall: float, 
         summary["notes"].append(IN_SAMPLE)
     summary["healthy"] = healthy
     shown = {"live": live, **{r.objective: r.threshold for r in met if r.objective == "best F1"}}
-    return Validation(summary, evaluation, errors, labels, shown, healthy)
+    return Validation(summary, evaluation, errors, labels, shown, healthy, sources, live if global_thresholds else None)
 
 
 def _compare(live: Evaluation, recommendation: sweep.Recommendation) -> dict[str, Any]:
