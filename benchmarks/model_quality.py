@@ -21,7 +21,10 @@ from anomstream.models.train import PRESETS, TrainConfig, train
 
 CONFIGS = {
     "tutorial preset: dense, 20 ep, batch 512, mean+1std": PRESETS["tutorial"],
-    "default preset: conv1d, 50 ep, batch 64, noise 0.1, mean+2std": PRESETS["default"],
+    "default preset: conv1d, 50 ep, batch 32, 3000 steps, noise 0.1, mean+2std": PRESETS["default"],
+    "first default: conv1d, 50 ep, batch 64, noise 0.1, mean+2std": TrainConfig(
+        arch="conv1d", epochs=50, batch_size=64, noise_factor=0.1, threshold_params={"k": 2.0}
+    ),
     "dense, 100 ep, batch 64, mean+2std": TrainConfig(epochs=100, batch_size=64, threshold_params={"k": 2.0}),
 }
 FIELDS = {

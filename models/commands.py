@@ -42,8 +42,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--preset",
         choices=list(PRESETS),
         default="default",
-        help="the recipe: default (conv1d, 50 epochs, batch 64, noise 0.1, mean + 2 std) or tutorial (dense, 20 epochs,"
-        " batch 512, mean + 1 std) (default: default)",
+        help="the recipe: default (conv1d, 50 epochs of batch 32 and at least 3000 updates, noise 0.1, mean + 2 std)"
+        " or tutorial (dense, 20 epochs, batch 512, mean + 1 std) (default: default)",
     )
     recipe = train.add_argument_group("recipe (each overrides the preset's)")
     recipe.add_argument("--arch", choices=ARCHITECTURES, help="autoencoder architecture")

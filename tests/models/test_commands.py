@@ -83,6 +83,7 @@ def test_evaluate_on_other_data_scores_all_rows(tiny_artifact, make_csv, capsys)
     ("argv", "message"),
     [
         (["train", "--out", "x", "--epochs", "0"], "anomstream train: --epochs 0 is out of range"),
+        (["train", "--out", "x", "--min-steps", "-1"], "anomstream train: --min-steps -1 is out of range"),
         (["train", "--out", "x", "--threshold", "fpr", "--k", "2"], "--k belongs to --threshold mean-std or mad, but the threshold is fpr."),
         (["train", "--out", "x", "--data", "/nonexistent.csv"], "/nonexistent.csv (from the path given) does not exist"),
         (["evaluate", "--model", "/nonexistent"], "model artifact /nonexistent does not exist: train one with"),
@@ -125,19 +126,19 @@ ALARMING = ("cuda", "cuInit", "NodeDef", "absl::InitializeLog", "XNNPACK", "CONF
 
 def test_training_starts_quietly_and_debug_shows_tensorflows_own_lines(tmp_path, synthetic_csv):
     """A first run prints our lines only; --log-level DEBUG hands TensorFlow's C++ chatter back."""
-    quiet = run_cli("train", "--data", str(synthetic_csv), "--out", str(tmp_path / "q"), "--arch", "dense", "--epochs", "1", "--json")
+    quiet = run_cli("train", "--data", str(synthetic_csv), "--out", str(tmp_path / "q"), "--arch", "dense", "--epochs", "1", "--min-steps", "0", "--json")
     assert quiet.returncode == 0, quiet.stderr
     assert not TF_NATIVE.search(quiet.stderr), quiet.stderr
     assert [word for word in ALARMING if word.lower() in quiet.stderr.lower()] == [], quiet.stderr
     assert all(" INFO anomstream" in line or " WARNING anomstream" in line or line.startswith("  ") for line in quiet.stderr.splitlines()), quiet.stderr
 
-    loud = run_cli("--log-level", "DEBUG", "train", "--data", str(synthetic_csv), "--out", str(tmp_path / "l"), "--arch", "dense", "--epochs", "1", "--json")
+    loud = run_cli("--log-level", "DEBUG", "train", "--data", str(synthetic_csv), "--out", str(tmp_path / "l"), "--arch", "dense", "--epochs", "1", "--min-steps", "0", "--json")
     assert loud.returncode == 0, loud.stderr
     assert TF_NATIVE.search(loud.stderr), loud.stderr[-2000:]
 
 
 def test_a_users_own_tf_cpp_min_log_level_wins(tmp_path, synthetic_csv):
-    done = run_cli("train", "--data", str(synthetic_csv), "--out", str(tmp_path / "m"), "--arch", "dense", "--epochs", "1", "--json", env={"TF_CPP_MIN_LOG_LEVEL": "0"})
+    done = run_cli("train", "--data", str(synthetic_csv), "--out", str(tmp_path / "m"), "--arch", "dense", "--epochs", "1", "--min-steps", "0", "--json", env={"TF_CPP_MIN_LOG_LEVEL": "0"})
     assert done.returncode == 0, done.stderr
     assert TF_NATIVE.search(done.stderr), done.stderr  # e.g. the SavedModel reader's INFO lines during the LiteRT export
 

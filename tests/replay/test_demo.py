@@ -90,6 +90,6 @@ def test_the_cache_key_follows_the_recipe_and_the_release(small_dataset, monkeyp
         patched.setattr(importlib.metadata, "version", lambda name: "99.0.0")
         assert cached_model(small_dataset) != first  # another release trains its own
     assert cached_model(small_dataset) == first
-    changed = dataclasses.replace(recipe.PRESETS["default"], epochs=3)
+    changed = dataclasses.replace(recipe.PRESETS["default"], epochs=3, min_steps=0)
     monkeypatch.setitem(recipe.PRESETS, "default", changed)  # the demo's recipe changed in code
     assert cached_model(small_dataset) != first

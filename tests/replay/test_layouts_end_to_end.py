@@ -58,7 +58,7 @@ def test_a_layout_trains_evaluates_replays_and_validates(make, tmp_path, kafka_b
 
     flags = make(tmp_path)
     model = tmp_path / "model"
-    assert main(["train", *flags, "--out", str(model), "--arch", "conv1d", "--epochs", "15", "--batch-size", "16", "--json"]) == 0
+    assert main(["train", *flags, "--out", str(model), "--arch", "conv1d", "--epochs", "15", "--batch-size", "16", "--min-steps", "0", "--json"]) == 0
     trained = json.loads(capsys.readouterr().out)
     assert main(["evaluate", "--model", str(model), *flags, "--json"]) == 0
     evaluated = json.loads(capsys.readouterr().out)
