@@ -26,6 +26,18 @@ def env_name(dest: str) -> str:
     return ENV_PREFIX + dest.upper()
 
 
+def env_names(parser: argparse.ArgumentParser) -> set[str]:
+    """Every `ANOMSTREAM_*` variable `parser` reads: one per flag of every command (what deploy files may set)."""
+    names: set[str] = set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                names |= env_names(child)
+        elif action.option_strings and action.dest not in {"help", "version"}:
+            names.add(env_name(action.dest))
+    return names
+
+
 ENV_PROBLEMS = "_env_problems"  # the namespace attribute (per parser) that carries what its variables got wrong
 
 

@@ -3,7 +3,6 @@ and its structure, images and ANOMSTREAM_* configuration are checked against the
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import subprocess
@@ -14,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from anomstream.config import env_name
+from anomstream.config import env_names
 
 SERVICES = {"kafka", "topics", "train", "worker", "prometheus", "grafana", "replay"}
 TOPICS = {"telemetry-windows", "telemetry-scores", "telemetry-anomalies", "telemetry-windows-dlq"}
@@ -42,21 +41,10 @@ def resolved(repo: Path, tool: Callable[[str], str]) -> dict[str, Any]:
 
 
 def settings_env_names() -> set[str]:
-    """Every environment variable the CLI reads: ANOMSTREAM_ + each flag's dest, as stream/settings.py names them."""
+    """Every ANOMSTREAM_* variable the CLI reads (anomstream.config.env_names)."""
     from anomstream.cli import build_parser
 
-    names: set[str] = set()
-
-    def walk(parser: argparse.ArgumentParser) -> None:
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for child in action.choices.values():
-                    walk(child)
-            elif action.option_strings and action.dest not in {"help", "version"}:
-                names.add(env_name(action.dest))
-
-    walk(build_parser())
-    return names
+    return env_names(build_parser())
 
 
 def test_docker_compose_config_accepts_the_file(repo: Path, tool: Callable[[str], str]) -> None:

@@ -4,7 +4,6 @@ and the settings, images, replica bounds and timings against the code, the Docke
 
 from __future__ import annotations
 
-import argparse
 import copy
 import inspect
 import os
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from anomstream.config import env_name
+from anomstream.config import env_names
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy/kubernetes"
@@ -170,21 +169,10 @@ def test_the_servicemonitor_gives_the_job_the_alerts_expect() -> None:
 
 # ---------------------------------------------------------------- settings, images, replicas, timings
 def cli_env_names() -> set[str]:
-    """Every ANOMSTREAM_* variable the CLI reads: one per flag of every command (anomstream.config.env_name)."""
+    """Every ANOMSTREAM_* variable the CLI reads (anomstream.config.env_names)."""
     from anomstream.cli import build_parser
 
-    names: set[str] = set()
-
-    def walk(parser: argparse.ArgumentParser) -> None:
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for child in action.choices.values():
-                    walk(child)
-            elif action.option_strings and action.dest not in {"help", "version"}:
-                names.add(env_name(action.dest))
-
-    walk(build_parser())
-    return names
+    return env_names(build_parser())
 
 
 def unknown_env_names(text: str) -> set[str]:
