@@ -45,8 +45,9 @@ class TrainConfig:
 PRESETS: dict[str, TrainConfig] = {
     # TensorFlow's "Intro to Autoencoders", exactly: tests/models/test_parity.py holds it to the tutorial's figures.
     "tutorial": TrainConfig(),
-    # Ranked first by `python -m anomstream.benchmarks.quality --select` (validation splits of TRAIN rows, ten data sets)
-    # and meets the ECG5000 targets (models/MODEL_CARD.md). On ECG5000's 2,344 normal training rows 50 epochs are
+    # `python -m anomstream.benchmarks.quality --select` (validation splits of TRAIN rows, ten data sets) ranks it
+    # second, 0.002 behind the same at batch 64 and 1,500 updates (benchmarks/results/2026-12-02-quality-select-partial.md);
+    # it meets the ECG5000 targets (models/MODEL_CARD.md). On ECG5000's 2,344 normal training rows 50 epochs are
     # 3,700 updates already; a class of 30 windows gets 60 per epoch instead of one.
     "default": TrainConfig(
         arch="conv1d", epochs=50, batch_size=32, min_steps=3000, noise_factor=0.1, threshold="mean-std", threshold_params={"k": 2.0}
