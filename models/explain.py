@@ -32,14 +32,6 @@ class Explanation:
     channel: int | None  # the channel with the largest error; None for a one-channel model
     sample_errors: np.ndarray | None  # --explain full: (channels, length) per-sample errors
 
-    def as_dict(self) -> dict[str, object]:
-        found: dict[str, object] = {"start": self.start, "end": self.end, "share": self.share}
-        if self.channel is not None:
-            found["channel"] = self.channel
-        if self.sample_errors is not None:
-            found["sample_errors"] = self.sample_errors.tolist()
-        return found
-
 
 def explain(sample_errors: np.ndarray, full: bool = False) -> list[Explanation]:
     """One explanation per window of (n, channels, length) per-sample errors."""

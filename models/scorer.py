@@ -86,9 +86,6 @@ class Scorer:
         """Reconstructions in the normalised scale, for plots, (n, channels, length)."""
         return self.runtime.reconstruct(self.normalisation.apply(windows))
 
-    def is_anomaly(self, errors: np.ndarray) -> np.ndarray:
-        return self.threshold.predict(errors)
-
 
 def window_errors(channel_errors: np.ndarray) -> np.ndarray:
     """A window's error from its channels' (all channels have the same length, so this is the overall mean)."""
