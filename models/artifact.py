@@ -12,12 +12,11 @@ staging names first, then checked (LiteRT's errors against TensorFlow's on the
 windows the model was fitted on), then renamed into place, and `model.json`
 last. A conversion or check that fails leaves the serving artifact as it was.
 
-`model.tflite` is the same model converted for LiteRT at training time
-(`--runtime litert`). Schema version 2 added it; version 3 added the value
-checks and the digest; version 4 the window's channels, per-channel
-normalisation and what identifies the data (its parsed content, layout and
-normal labels). Versions 1 to 3 still load (1 on TensorFlow only) as
-one-channel models.
+`model.tflite` is the same model converted for LiteRT (`--runtime litert`).
+Schema 2 added it; 3 the value checks and the digest; 4 the channels,
+per-channel normalisation and what identifies the data; optional fields since
+(per-source thresholds, the drift reference) keep 4. Versions 1 to 3 load as
+one-channel models (1 on TensorFlow only).
 """
 
 from __future__ import annotations
@@ -35,6 +34,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from anomstream.errors import ArtifactError
+from anomstream.models.drift import DriftReference
 from anomstream.models.evaluate import Evaluation
 
 log = logging.getLogger("anomstream.models")
@@ -131,6 +131,7 @@ class SplitRecord(_Strict):
     test: int
     train_normal: int
     holdout_normal: int
+    reference_normal: int = 0  # normal windows held out of both fits for the drift reference
 
 
 class TrainingRecord(_Strict):
@@ -176,6 +177,7 @@ class Metadata(_Strict):
     split: SplitRecord
     training: TrainingRecord
     evaluation: Evaluation
+    drift: DriftReference | None = None  # optional (schema stays 4): the errors live drift is measured against
     digest: str | None = None  # schema 3 on: sha256 of this file's canonical content without this field (`content_digest`)
 
     @model_validator(mode="after")

@@ -59,6 +59,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     recipe.add_argument("--q", type=float, help="percentile: the q-th percentile of normal errors (default: 99)")
     recipe.add_argument("--fpr", type=float, help="fpr: target false-positive rate on held-out normal windows (default: 0.01)")
     recipe.add_argument("--holdout", type=float, help="fraction of normal training windows held out to fit the threshold (default: 0.2 for fpr, else 0)")
+    recipe.add_argument(
+        "--reference-holdout", type=float,
+        help="fraction of normal training windows held out of both fits; their errors are the drift reference (preset's: 0.1; tutorial 0 = none)",
+    )
     train.add_argument("--seed", type=int, default=21, help="seed for weights, shuffling and noise (default: 21)")
     train.add_argument("--split-seed", type=int, default=21, help="seed of the 80/20 train/test split (default: 21)")
     train.add_argument("--test-size", type=float, default=0.2, help="test fraction of the split, without --test-data (default: 0.2)")
@@ -100,11 +104,14 @@ def _recipe(args: argparse.Namespace) -> dict[str, Any]:
         ("--noise-factor", args.noise_factor, args.noise_factor is None or args.noise_factor >= 0),
         ("--test-size", args.test_size, 0 < args.test_size < 1),
         ("--holdout", args.holdout, args.holdout is None or 0 <= args.holdout < 1),
+        ("--reference-holdout", args.reference_holdout, args.reference_holdout is None or 0 <= args.reference_holdout < 1),
     )
     preset = PRESETS[args.preset]
     method = args.threshold or preset.threshold
     changes: dict[str, Any] = {
-        name: getattr(args, name) for name in ("arch", "epochs", "batch_size", "min_steps", "learning_rate", "noise_factor", "holdout")
+        name: getattr(args, name) for name in (
+            "arch", "epochs", "batch_size", "min_steps", "learning_rate", "noise_factor", "holdout", "reference_holdout"
+        )
         if getattr(args, name) is not None
     }
     params = {} if args.threshold and args.threshold != preset.threshold else dict(preset.threshold_params)

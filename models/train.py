@@ -25,6 +25,7 @@ from anomstream.models import architectures
 from anomstream.models import threshold as thresholds
 from anomstream.models.backend import keras, tf
 from anomstream.models.data import Dataset, Split, parts
+from anomstream.models.drift import MIN_REFERENCE, THIN_REFERENCE, DriftReference
 from anomstream.models.evaluate import Evaluation, evaluate
 from anomstream.models.recipe import PRESETS, TrainConfig  # noqa: F401 (PRESETS: re-exported beside fit_normal)
 from anomstream.models.runtimes import KerasRuntime
@@ -43,6 +44,7 @@ class Fitted:
     scorer: Scorer
     fitted: np.ndarray  # the scaled windows the model was fitted on: `artifact.save` checks LiteRT against TensorFlow on them
     holdout: int  # normal windows held out to fit the threshold on
+    reference: DriftReference | None  # errors of normal windows held out of both fits, for drift
     fitted_on: str  # "train-normal" | "holdout-normal"
     seconds: float
     history: dict[str, list[float]]
@@ -89,7 +91,7 @@ def fit_normal(
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
     normalisation = normalisation or Normalisation.fit(normal)
-    fit_raw, holdout_raw = _holdout(normal, config.holdout_fraction, config.split_seed)
+    fit_raw, holdout_raw, reference_raw = _holdout(normal, config.holdout_fraction, config.reference_holdout, config.split_seed)
     fit_windows = normalisation.apply(fit_raw)
     model = architectures.build(config.arch, fit_windows.shape[1:], config.noise_factor)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mae")
@@ -106,11 +108,18 @@ def fit_normal(
     scorer = Scorer(KerasRuntime(model), normalisation, threshold)
     # Errors are computed on raw windows through the Scorer, exactly as the worker will.
     threshold.fit(scorer.errors(holdout_raw if len(holdout_raw) else fit_raw))
+    reference = DriftReference.of(scorer.errors(reference_raw)) if len(reference_raw) else None
+    if len(reference_raw) and (reference is None or reference.windows < THIN_REFERENCE):
+        log.warning(
+            "the drift reference has %d held-out normal windows%s: pass a larger --reference-holdout for a steadier"
+            " anomstream_error_drift", len(reference_raw), f" (under {MIN_REFERENCE}: none kept)" if reference is None else "",
+        )
     return Fitted(
         model=model,
         scorer=scorer,
         fitted=fit_windows,
         holdout=len(holdout_raw),
+        reference=reference,
         fitted_on="holdout-normal" if len(holdout_raw) else "train-normal",
         seconds=seconds,
         history={key: [float(v) for v in values] for key, values in history.history.items()},
@@ -155,6 +164,7 @@ def train(dataset: Dataset, config: TrainConfig, on_epoch: EpochCallback | None 
             "test": len(split.test),
             "train_normal": len(fitted.fitted),
             "holdout_normal": fitted.holdout,
+            "reference_normal": fitted.reference.windows if fitted.reference else 0,
         },
         "training": {
             "seed": config.seed,
@@ -168,6 +178,7 @@ def train(dataset: Dataset, config: TrainConfig, on_epoch: EpochCallback | None 
             "history": fitted.history,
         },
         "evaluation": result,
+        "drift": fitted.reference,
     }
     return TrainResult(fitted.model, fitted.scorer, split, result, test_errors, fields, fitted.fitted)
 
@@ -196,11 +207,13 @@ def _inputs(windows: np.ndarray, config: TrainConfig) -> dict[str, Any]:
     return {"x": stream.prefetch(2), "steps_per_epoch": steps, "shuffle": False}
 
 
-def _holdout(windows: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    if fraction <= 0:
-        return windows, windows[:0]
-    if fraction >= 1:
-        raise ValueError(f"holdout fraction {fraction} must be below 1")
+def _holdout(windows: np.ndarray, threshold: float, reference: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fit, threshold holdout, drift reference) of the normal windows; fractions are of all of them."""
+    if threshold <= 0 and reference <= 0:
+        return windows, windows[:0], windows[:0]
+    if not (0 <= threshold and 0 <= reference and threshold + reference < 1):
+        raise ValueError(f"holdout fractions {threshold} (threshold) and {reference} (drift reference) must add up to below 1")
     order = np.random.default_rng(seed).permutation(len(windows))
-    cut = int(round(len(windows) * fraction))
-    return windows[order[cut:]], windows[order[:cut]]
+    cut = int(round(len(windows) * threshold))
+    end = cut + int(round(len(windows) * reference))
+    return windows[order[end:]], windows[order[:cut]], windows[order[cut:end]]
