@@ -28,6 +28,9 @@ class TrainConfig:
     threshold_params: dict[str, float] = field(default_factory=dict)
     # Fraction of normal training windows held out to fit the threshold on; None: 0.2 for fpr, else 0.
     holdout: float | None = None
+    # Fraction of normal training windows held out of both fits: their errors are the drift reference
+    # (models/drift.py). 0 (the tutorial's): no reference, the worker measures no drift.
+    reference_holdout: float = 0.0
     name: str | None = None
 
     def steps_per_epoch(self, windows: int) -> int:
@@ -46,10 +49,11 @@ PRESETS: dict[str, TrainConfig] = {
     # TensorFlow's "Intro to Autoencoders", exactly: tests/models/test_parity.py holds it to the tutorial's figures.
     "tutorial": TrainConfig(),
     # `python -m anomstream.benchmarks.quality --select` (validation splits of TRAIN rows, ten data sets) ranks it
-    # second, 0.002 behind the same at batch 64 and 1,500 updates (benchmarks/results/2026-12-02-quality-select-partial.md);
-    # it meets the ECG5000 targets (models/MODEL_CARD.md). On ECG5000's 2,344 normal training rows 50 epochs are
-    # 3,700 updates already; a class of 30 windows gets 60 per epoch instead of one.
+    # first of the candidates (benchmarks/results/2026-12-02-quality-select-partial.md); it meets the ECG5000 targets
+    # (models/MODEL_CARD.md). On ECG5000's normal training rows 50 epochs are 1,650 updates already; a class of
+    # 30 windows gets 30 per epoch instead of one.
     "default": TrainConfig(
-        arch="conv1d", epochs=50, batch_size=32, min_steps=3000, noise_factor=0.1, threshold="mean-std", threshold_params={"k": 2.0}
+        arch="conv1d", epochs=50, batch_size=64, min_steps=1500, noise_factor=0.1, threshold="mean-std", threshold_params={"k": 2.0},
+        reference_holdout=0.1,
     ),
 }
