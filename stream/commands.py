@@ -73,6 +73,18 @@ def register(commands: argparse._SubParsersAction) -> None:
         " it, and for several channels the channel), full (also every sample's error: the verdict grows by the window's"
         " size), or off (no explanation, no second model call on anomalies) (default: range)",
     )
+    worker.add_argument(
+        "--drift-window", type=int, default=1000,
+        help="anomstream_error_drift compares the latest this many live errors with the model's reference (default: 1000)",
+    )
+    worker.add_argument(
+        "--drift-max-age-s", type=float, default=600.0,
+        help="... of those, only errors younger than this many seconds, so a quiet spell does not keep old ones (default: 600)",
+    )
+    worker.add_argument(
+        "--drift-min-windows", type=int, default=200,
+        help="fewer live errors than this (at most --drift-window) leave anomstream_error_drift NaN: too few to judge (default: 200)",
+    )
     worker.add_argument("--metrics-host", default="0.0.0.0", help="address of the /metrics, /healthz, /readyz server (default: 0.0.0.0)")
     worker.add_argument("--metrics-port", type=int, default=9100, help="port of that server; 0 picks a free one (default: 9100)")
     worker.add_argument("--reload-interval-s", type=float, default=5.0, help="how often to look for a new artifact; 0: only on SIGHUP (default: 5)")

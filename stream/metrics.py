@@ -52,6 +52,16 @@ THRESHOLD = Gauge("anomstream_threshold", "The live model's reconstruction-error
 CONSUMER_LAG = Gauge(
     "anomstream_consumer_lag", "Messages between the worker's last commit and the partition's end (its last stable offset).", ["partition"]
 )
+# Drift (stream/drift.py): computed at scrape time from the latest live errors and the artifact's reference.
+ERROR_DRIFT = Gauge(
+    "anomstream_error_drift",
+    "Kolmogorov-Smirnov distance (0-1) between the latest live reconstruction errors and the model's reference errors;"
+    " NaN without a reference or with too few live errors.",
+)
+LIVE_ERROR_QUANTILE = Gauge("anomstream_live_error_quantile", "Quantiles of the latest live reconstruction errors (the drift window).", ["quantile"])
+REFERENCE_ERROR_QUANTILE = Gauge(
+    "anomstream_reference_error_quantile", "Quantiles of the model's reference errors (held-out normal windows).", ["quantile"]
+)
 MODEL_INFO = Gauge("anomstream_model_info", "The live model (value 1).", ["name", "version"])
 
 STAGES = ("poll", "decode", "score", "produce", "commit")
@@ -97,6 +107,7 @@ class BatchTally:
     produced_ms: np.ndarray  # input message timestamps (ms since the epoch; <= 0 when unknown)
     invalid: Tally[str] = field(default_factory=Tally)
     offsets: list[Any] = field(default_factory=list)  # TopicPartitions: where the batch ends, committed with it
+    model_version: str = ""  # of the model that scored the batch: its errors join that model's drift window only
 
     def publish(self, now: float) -> None:
         BATCH_SIZE.observe(self.consumed)

@@ -48,6 +48,9 @@ class WorkerSettings:
     max_wait_ms: int = 50
     commit_interval_ms: int = 100
     transaction_timeout_ms: int = 10_000
+    drift_window: int = 1000
+    drift_max_age_s: float = 600.0
+    drift_min_windows: int = 200
     metrics_host: str = "0.0.0.0"
     metrics_port: int = 9100
     reload_interval_s: float = 5.0
@@ -74,6 +77,9 @@ class WorkerSettings:
             ("--transaction-timeout-ms", args.transaction_timeout_ms, args.transaction_timeout_ms >= 1000),
             ("--metrics-port", args.metrics_port, 0 <= args.metrics_port <= 65535),
             ("--reload-interval-s", args.reload_interval_s, args.reload_interval_s >= 0),
+            ("--drift-window", args.drift_window, 10 <= args.drift_window <= 1_000_000),
+            ("--drift-max-age-s", args.drift_max_age_s, args.drift_max_age_s > 0),
+            ("--drift-min-windows", args.drift_min_windows, 1 <= args.drift_min_windows <= args.drift_window),
             ("--startup-timeout-s", args.startup_timeout_s, args.startup_timeout_s > 0),
         )
         from anomstream.models.runtimes import check_available

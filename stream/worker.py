@@ -29,6 +29,7 @@ from anomstream.stream.at_least_once import AtLeastOnce
 from anomstream.stream.batcher import Batcher
 from anomstream.stream.dead_letters import DeadLetters, topic_limit
 from anomstream.stream.delivery import Record
+from anomstream.stream.drift import DriftWindow
 from anomstream.stream.exactly_once import ExactlyOnce, MembershipLost, ProducerWedged
 from anomstream.stream.health import Health, serve
 from anomstream.stream.lag import Lag
@@ -55,6 +56,7 @@ class Worker:
         self.owned: set[tuple[str, int]] = set()
         self.paused = False  # the assignment is paused while outputs wait for room
         self.lag = Lag(settings.input_topic)
+        self.drift = DriftWindow(settings.drift_window, settings.drift_max_age_s, settings.drift_min_windows)
 
     def stop(self) -> None:
         """Signal-safe: only sets the flag the loop checks between batches."""
@@ -77,6 +79,8 @@ class Worker:
             self.health.model_ready = True
             self.model.watch(s.reload_interval_s)
             stack.callback(self.model.stop)
+            self.drift.use(self.model.current.metadata)
+            self.drift.export()
 
             errors = self._errors = clients.ErrorWatch(on_all_down=self._broker_down)
             admin = clients.wait_for_broker(s.common_config(), s.startup_timeout_s, errors)
@@ -160,6 +164,7 @@ class Worker:
             return
         self.lag.started(messages)
         loaded = self.model.current  # read once: a hot reload never splits a batch
+        self.drift.use(loaded.metadata)
         stage = time.perf_counter()
         batch = codec.decode_batch(messages, loaded.window_shape)
         stage = self._timed("decode", stage)
@@ -176,6 +181,7 @@ class Worker:
             produced_ms=np.fromiter((ts if kind else -1 for kind, ts in (m.timestamp() for m in messages)), np.float64, len(messages)),
             invalid=Counter(bad.reason for bad in batch.invalid),
             offsets=self.next_offsets(messages),
+            model_version=loaded.metadata.version,
         )
         try:
             self.delivery.send(records, tally.offsets, tally)
@@ -206,6 +212,7 @@ class Worker:
             now = time.time()
             for tally in committed:
                 tally.publish(now)
+                self.drift.add(tally.errors, tally.model_version)
                 self.lag.committed(tally.offsets)
             self.batches_committed += len(committed)
 

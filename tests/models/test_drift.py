@@ -27,7 +27,8 @@ def test_the_distance_is_the_kolmogorov_smirnov_statistic_and_reads_as_a_share_o
     assert drift.distance(reference, same * 3.0) > 0.5
     assert drift.distance(reference, incident) == pytest.approx(ks_2samp(reference, incident).statistic)
     assert np.isnan(drift.distance(reference, []))
-    assert np.isnan(drift.distance(reference, [np.nan]))  # non-finite live errors are not counted
+    assert np.isnan(drift.distance(reference, same, below=0.0))  # nothing at or below the threshold
+    assert np.isnan(drift.distance(reference, [np.nan] * 20))  # non-finite live errors are not counted
 
 
 def test_a_reference_keeps_its_errors_sorted_and_a_large_one_as_quantiles():
