@@ -48,7 +48,8 @@ def test_promtool_check_config(repo: Path, tool: Callable[[str], str]) -> None:
 def test_promtool_check_rules(repo: Path, tool: Callable[[str], str]) -> None:
     done = promtool(tool, "check", "rules", "deploy/alerts.yml", cwd=repo)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 6 rules found" in done.stdout
+    alerts = sum(len(group["rules"]) for group in yaml.safe_load((repo / "deploy/alerts.yml").read_text())["groups"])
+    assert alerts == 7 and f"SUCCESS: {alerts} rules found" in done.stdout  # a rule that fails to parse is not counted
 
 
 def test_promtool_test_rules(repo: Path, tool: Callable[[str], str]) -> None:
@@ -77,6 +78,9 @@ def test_every_alert_has_a_firing_and_a_quiet_case(repo: Path) -> None:
         ("a higher threshold", ") > 0.2\n", ") > 0.5\n"),
         ("no `for:` window", "        for: 5m\n        labels:\n          severity: warning\n", "        labels:\n          severity: warning\n"),
         ("no low-traffic guard", "          and\n          sum(rate(anomstream_windows_scored_total[5m])) > 0.1\n", "\n"),
+        ("a higher drift threshold", "(anomstream_error_drift) > 0.3\n", "(anomstream_error_drift) > 0.5\n"),
+        ("drift summed over replicas", "max by (instance) (anomstream_error_drift)", "sum(anomstream_error_drift)"),
+        ("a shorter drift `for:`", "        for: 10m\n", "        for: 5m\n"),
         ("lag alert without the progress check", "          and\n          sum(rate(anomstream_windows_scored_total[5m])) == 0\n", "\n"),
     ],
 )
@@ -112,6 +116,9 @@ def test_dashboard_parses_and_covers_the_panels(repo: Path) -> None:
         "sum by (reason) (rate(anomstream_invalid_messages_total",
         "anomstream_model_info",
         "max(anomstream_threshold)",
+        "max by (instance) (anomstream_error_drift)",
+        "max by (quantile) (anomstream_live_error_quantile)",
+        "max by (quantile) (anomstream_reference_error_quantile)",
     ):
         assert needle in queries, f"no dashboard query has {needle}"
 
@@ -170,3 +177,12 @@ def test_referenced_metrics_are_declared_in_stream_metrics(referenced_metrics: s
     referenced = referenced_metrics
     assert len(referenced) >= 12
     assert not referenced - declared, sorted(referenced - declared)
+
+
+def test_validate_judges_a_replay_by_the_drift_alerts_own_threshold(repo: Path) -> None:
+    """`validate` says whether a replay would fire AnomstreamErrorDrift: its figure must be the rule's."""
+    from anomstream.models.drift import ALERT_AT
+
+    rules = yaml.safe_load((repo / "deploy/alerts.yml").read_text())
+    (rule,) = [r for g in rules["groups"] for r in g["rules"] if r["alert"] == "AnomstreamErrorDrift"]
+    assert rule["expr"].strip().endswith(f"(anomstream_error_drift) > {ALERT_AT}")
