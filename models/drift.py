@@ -29,6 +29,9 @@ STATISTIC = "ks"
 MIN_REFERENCE = 10  # fewer held-out windows make no reference: no drift is measured
 THIN_REFERENCE = 50  # under this many, training warns that the drift gauge will be noisy
 MAX_STORED = 1000  # a larger reference is stored as this many evenly spaced quantiles
+# deploy/alerts.yml's AnomstreamErrorDrift fires above this; `validate` says whether a replay would fire it
+# (tests/deploy/test_rules.py keeps the two equal).
+ALERT_AT = 0.3
 QUANTILES = (0.5, 0.9, 0.99)  # exported live and for the reference (`anomstream_error_quantile`)
 
 
@@ -82,3 +85,41 @@ def quantiles(errors: np.ndarray) -> dict[float, float]:
     if not len(errors):
         return {q: math.nan for q in QUANTILES}
     return {q: float(value) for q, value in zip(QUANTILES, np.quantile(errors, QUANTILES))}
+
+
+def summary(reference: DriftReference | None, threshold: float, errors: np.ndarray, normal: np.ndarray) -> dict[str, object]:
+    """What `anomstream validate` reports: the distance of all replayed errors (what the worker's gauge would
+    read on this traffic) and of the normal-labelled ones, against the reference, with the quantiles."""
+    if reference is None:
+        return {"measured": False, "reason": "the model has no drift reference (trained with --reference-holdout 0)"}
+    errors = np.asarray(errors, dtype=np.float64)
+
+    def measured(value: float) -> float | None:
+        return None if math.isnan(value) else round(value, 4)
+
+    everything = measured(distance(reference.errors, errors, below=threshold))
+    return {
+        "measured": True,
+        "statistic": "ks-below-threshold",
+        "distance": everything,
+        "distance_normal": measured(distance(reference.errors, errors[np.asarray(normal, bool)], below=threshold)),
+        "alert_at": ALERT_AT,
+        "would_alert": everything is not None and everything > ALERT_AT,
+        "windows_below_threshold": int((errors <= threshold).sum()),
+        "reference_windows": reference.windows,
+        "live_quantiles": {f"{q:g}": round(v, 6) for q, v in quantiles(errors).items()},
+        "reference_quantiles": {f"{q:g}": round(v, 6) for q, v in reference.quantiles().items()},
+    }
+
+
+def sentence(found: dict[str, object]) -> str:
+    """`summary`'s finding in one line, for the terminal and the report."""
+    if not found["measured"]:
+        return f"drift: not measured ({found['reason']})"
+    if found["distance"] is None:
+        return f"drift: too few windows at or below the threshold ({found['windows_below_threshold']}) to compare with the reference"
+    verdict = "would fire AnomstreamErrorDrift" if found["would_alert"] else "under AnomstreamErrorDrift's"
+    return (
+        f"drift: KS distance {found['distance']:.3f} against {found['reference_windows']} reference windows ({verdict} {found['alert_at']});"
+        f" live median error {found['live_quantiles']['0.5']:.5f}, reference median {found['reference_quantiles']['0.5']:.5f}"
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import signal
 import threading
 import uuid
@@ -18,6 +19,7 @@ from anomstream.config import add_kafka_flags, check_ranges, kafka_client_config
 from anomstream.errors import ConfigError
 from anomstream.models import data
 from anomstream.models.data_flags import add_data_flags, data_options
+from anomstream.models.drift import sentence as drift_sentence
 from anomstream.replay.producer import Selection
 
 log = logging.getLogger("anomstream.replay")
@@ -39,6 +41,9 @@ def _selection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shuffle", action="store_true", help="shuffle the rows (with --seed)")
     parser.add_argument("--seed", type=int, default=0, help="shuffle seed (default: 0)")
     parser.add_argument("--id-prefix", default="ecg5000", help="window ids are <prefix>-<row> (default: ecg5000)")
+    parser.add_argument(
+        "--only", choices=["all", "normal", "anomalous"], default="all", help="replay only the rows with this label (default: all)"
+    )
 
 
 def _selection(args: argparse.Namespace) -> tuple[Selection, data.Dataset, data.Dataset | None]:
@@ -53,7 +58,7 @@ def _selection(args: argparse.Namespace) -> tuple[Selection, data.Dataset, data.
     for skipped in dataset.skipped + (test.skipped if test is not None else ()):
         log.warning("skipped %s", skipped)
     test_size, seed = _split_of(args, dataset, test)
-    selection = Selection(args.split, test_size, seed, args.limit, args.loop, args.shuffle, args.seed, args.id_prefix)
+    selection = Selection(args.split, test_size, seed, args.limit, args.loop, args.shuffle, args.seed, args.id_prefix, args.only)
     return selection, dataset, test
 
 
@@ -95,6 +100,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     _selection_flags(replay)
     replay.add_argument("--rate", type=float, default=0.0, help="windows per second; 0: as fast as the broker takes them (default: 0)")
     replay.add_argument("--format", choices=["json", "f32"], default="json", help="message format (default: json)")
+    replay.add_argument(
+        "--gain", type=float, default=1.0,
+        help="multiply every sample by this before sending: rehearse a recalibrated sensor against the drift alert (default: 1)",
+    )
+    replay.add_argument("--offset", type=float, default=0.0, help="add this to every sample (after --gain) before sending (default: 0)")
     replay.add_argument(
         "--run-id",
         default=None,
@@ -164,16 +174,23 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run_replay(args: argparse.Namespace) -> dict[str, Any]:
     from anomstream.replay.producer import replay
 
-    if args.rate < 0:
-        raise ConfigError(f"--rate {args.rate} must be 0 (unlimited) or more.")
+    check_ranges(
+        "replay",
+        ("--rate", args.rate, args.rate >= 0),
+        ("--gain", args.gain, math.isfinite(args.gain)),
+        ("--offset", args.offset, math.isfinite(args.offset)),
+    )
     selection, dataset, test = _selection(args)
     args.run_id = args.run_id or uuid.uuid4().hex[:8]
     config = kafka_client_config(args, "anomstream-replay")
     _check_topic(config, args.topic)
     total = len(selection.rows(dataset, test)) * selection.loops
     with console.progress(f"replay to {args.topic}", total=total, unit="windows") as advance:
-        result = replay(config, args.topic, dataset, selection, args.format, args.rate, advance, run=args.run_id, test=test)
-    return {"topic": args.topic, "format": args.format, "skipped_rows": len(dataset.skipped), **result.summary()}
+        result = replay(
+            config, args.topic, dataset, selection, args.format, args.rate, advance, run=args.run_id, test=test, gain=args.gain, offset=args.offset
+        )
+    changed = {"gain": args.gain, "offset": args.offset} if (args.gain, args.offset) != (1.0, 0.0) else {}
+    return {"topic": args.topic, "format": args.format, "skipped_rows": len(dataset.skipped), **changed, **result.summary()}
 
 
 def _check_topic(config: dict[str, Any], topic: str) -> None:
@@ -209,6 +226,8 @@ def run_validate(args: argparse.Namespace) -> dict[str, Any]:
         collected = collect(config, args.scores_topic, set(expected), args.timeout_s, advance, run=args.run_id)
     validation = judge(expected, collected, args.target_recall, args.target_fpr)
     summary = {"scores_topic": args.scores_topic, **validation.summary}
+    if validation.evaluation is not None:
+        summary["drift"] = _drift(args, validation)
     if args.per_source and validation.evaluation is not None:
         summary["per_source"] = _per_source(args, validation)
     if args.report and validation.evaluation is not None:
@@ -218,6 +237,17 @@ def run_validate(args: argparse.Namespace) -> dict[str, Any]:
         log.error("%d verdicts missing and %d duplicated", summary["missing"], summary["duplicates"])
         args.exit_code = 1
     return summary
+
+
+def _drift(args: argparse.Namespace, validation: Any) -> dict[str, Any]:
+    """The worker's drift statistic on the replayed errors, against the artifact's reference."""
+    from anomstream.models import drift
+    from anomstream.models.artifact import read_metadata
+
+    if args.model is None:
+        return {"measured": False, "reason": "pass --model: the reference errors are in the artifact"}
+    metadata = read_metadata(args.model)
+    return drift.summary(metadata.drift, metadata.threshold.value, validation.errors, validation.labels == 1)
 
 
 def _per_source(args: argparse.Namespace, validation: Any) -> dict[str, Any]:
@@ -283,6 +313,8 @@ def _render_validation(summary: dict[str, Any]) -> None:
     out.print(table)
     for note in summary.get("notes", []):
         out.print(note)
+    if "drift" in summary:
+        out.print(drift_sentence(summary["drift"]))
     if "per_source" in summary:
         _render_per_source(out, summary["per_source"])
     if "report" in summary:

@@ -40,6 +40,7 @@ class Selection:
     shuffle: bool = False
     seed: int = 0
     id_prefix: str = "ecg5000"
+    only: str = "all"  # all | normal | anomalous: by the mapped label
 
     def rows(self, dataset: Dataset, test: Dataset | None = None) -> Dataset:
         """The rows to send: of `dataset`'s split, or with a --test-data file `test`, that file or `dataset`."""
@@ -50,6 +51,8 @@ class Selection:
         else:
             parts = split(dataset, self.test_size, self.split_seed)
             chosen = parts.test if self.split == "test" else parts.train
+        if self.only != "all":
+            chosen = chosen.subset(np.flatnonzero(chosen.labels == (1 if self.only == "normal" else 0)))
         if self.shuffle:
             chosen = chosen.subset(np.random.default_rng(self.seed).permutation(len(chosen)))
         if self.limit is not None:
@@ -121,14 +124,16 @@ class ReplayResult:
 
 
 def messages(
-    dataset: Dataset, selection: Selection, fmt: str, run: str | None = None, test: Dataset | None = None
+    dataset: Dataset, selection: Selection, fmt: str, run: str | None = None, test: Dataset | None = None, gain: float = 1.0, offset: float = 0.0
 ) -> Iterator[tuple[bytes, bytes, list[tuple[str, bytes]] | None]]:
     """(key, value, headers) for every window of the selection, loop after loop, each stamped with `run`.
     A window is (channels, length): JSON `values` nests one list per channel when there are several, and a
-    float32 body is the samples channel-major (stream/codec.py)."""
+    float32 body is the samples channel-major (stream/codec.py). `gain` and `offset` change every sample
+    (value * gain + offset): a recalibrated sensor, rehearsed against a model's drift gauge."""
     chosen = selection.rows(dataset, test)
+    windows = chosen.windows if (gain, offset) == (1.0, 0.0) else (chosen.windows * np.float32(gain) + np.float32(offset))
     for loop in range(selection.loops):
-        for row, values, label in zip(chosen.rows.tolist(), chosen.windows, chosen.labels.tolist()):
+        for row, values, label in zip(chosen.rows.tolist(), windows, chosen.labels.tolist()):
             window_id = selection.window_id(row, loop, chosen.ids)
             source = f"{selection.id_prefix}-s{row % 16}"
             ts = time.time()
@@ -152,6 +157,8 @@ def replay(
     advance: Callable[..., None] | None = None,
     run: str | None = None,
     test: Dataset | None = None,
+    gain: float = 1.0,
+    offset: float = 0.0,
 ) -> ReplayResult:
     """Send the selection to `topic`, stamped with `run`; returns once every message was acknowledged or failed."""
     result = ReplayResult(run=run)
@@ -168,7 +175,7 @@ def replay(
     producer = clients.create(Producer, {"enable.idempotence": True, "linger.ms": 5, "compression.type": "lz4", **config})
     bucket = TokenBucket(rate)
     started = time.monotonic()
-    for key, value, headers in messages(dataset, selection, fmt, run, test):
+    for key, value, headers in messages(dataset, selection, fmt, run, test, gain, offset):
         bucket.take()
         while True:
             try:

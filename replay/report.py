@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from anomstream.models import report as models_report
+from anomstream.models.drift import sentence as drift_sentence
 from anomstream.replay.validate import Validation
 
 
@@ -25,6 +26,7 @@ def write_validation(directory: Path, summary: dict[str, Any], validation: Valid
         ),
         "",
         *(f"- {note}" for note in summary.get("notes", [])),
+        *([f"- {drift_sentence(summary['drift'])}"] if "drift" in summary else []),
     ]
     models_report.write(
         directory,

@@ -112,7 +112,9 @@ def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     table = np.vstack([np.column_stack([normal, np.ones(len(normal))]), np.column_stack([anomalous, np.zeros(len(anomalous))])])
     csv = tmp_path_factory.mktemp("data") / "synthetic.csv"
     csv.write_text("\n".join(",".join(f"{v:.8g}" for v in row) for row in table) + "\n")
-    config = TrainConfig(epochs=30, batch_size=32, learning_rate=1e-2, threshold="percentile", threshold_params={"q": 99.0}, name="tiny-dense")
+    config = TrainConfig(
+        epochs=30, batch_size=32, learning_rate=1e-2, threshold="percentile", threshold_params={"q": 99.0}, reference_holdout=0.25, name="tiny-dense"
+    )
     result = train(data.load(csv), config)
     out = tmp_path_factory.mktemp("artifacts") / "tiny"
     artifact.save(out, result.model, result.metadata_fields, result.fitted)
@@ -132,8 +134,20 @@ def worker_delivery() -> str:
 
 
 @pytest.fixture
+def worker_artifact(tiny_artifact: Path) -> Path:
+    """The artifact the worker process serves; a test module overrides it (a fixture of the same name)."""
+    return tiny_artifact
+
+
+@pytest.fixture
+def worker_env() -> dict[str, str]:
+    """More ANOMSTREAM_* settings for the worker process; a test module overrides it."""
+    return {}
+
+
+@pytest.fixture
 def worker_process(
-    kafka_bootstrap: str, tiny_artifact: Path, worker_topics: dict[str, str], worker_delivery: str, tmp_path: Path
+    kafka_bootstrap: str, worker_artifact: Path, worker_topics: dict[str, str], worker_delivery: str, worker_env: dict[str, str], tmp_path: Path
 ) -> Iterator[WorkerProcess]:
     """`python -m anomstream worker` with no flag at all: every setting from ANOMSTREAM_* variables, as in
     the container. Its own process, so its counters start at zero. Ready (/readyz 200) when yielded."""
@@ -142,7 +156,7 @@ def worker_process(
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("ANOMSTREAM_")},
-        "ANOMSTREAM_MODEL": str(tiny_artifact),
+        "ANOMSTREAM_MODEL": str(worker_artifact),
         "ANOMSTREAM_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "ANOMSTREAM_INPUT_TOPIC": worker_topics["input"],
         "ANOMSTREAM_SCORES_TOPIC": worker_topics["scores"],
@@ -154,6 +168,7 @@ def worker_process(
         "ANOMSTREAM_METRICS_PORT": str(port),
         "ANOMSTREAM_MAX_WAIT_MS": "20",
         "ANOMSTREAM_LOG_LEVEL": "INFO",
+        **worker_env,
     }
     log = tmp_path / "worker.log"
     with WorkerProcess(WORKER, log, port, env=env, stdout=log) as worker:

@@ -57,6 +57,27 @@ def test_f32_replay_with_loops_and_limit(small_csv, kafka_bootstrap, new_topic):
     assert all(dict(m.headers())["content-type"] == b"application/x-float32" and len(m.value()) == 560 for m in messages)
 
 
+@pytest.mark.parametrize("fmt", ["json", "f32"])
+def test_only_one_class_with_a_gain_and_an_offset(small_csv, kafka_bootstrap, new_topic, capsys, fmt):
+    from anomstream.models import data
+
+    topic = new_topic()
+    argv = ["replay", "--data", str(small_csv), "--split", "all", "--only", "anomalous", "--gain", "2", "--offset", "-0.5", "--format", fmt]
+    assert main([*argv, "--topic", topic, "--bootstrap-servers", kafka_bootstrap, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["acknowledged"] == 25 and (summary["gain"], summary["offset"]) == (2.0, -0.5)
+    messages = read_all(kafka_bootstrap, topic, 25)
+    original = data.load(small_csv)
+    if fmt == "json":
+        ids = [json.loads(m.value())["id"] for m in messages]
+        sent = np.array([json.loads(m.value())["values"] for m in messages])
+    else:
+        ids = [dict(m.headers())["id"].decode() for m in messages]
+        sent = np.array([np.frombuffer(m.value(), "<f4") for m in messages])
+    assert ids == [f"ecg5000-{i}" for i in range(0, 50, 2)]  # label 0.0 is anomalous in the tutorial layout
+    np.testing.assert_allclose(sent, original.windows[0::2, 0] * 2 - 0.5, rtol=1e-6, atol=1e-6)
+
+
 def test_rate_holds_within_ten_percent(small_csv, kafka_bootstrap, new_topic, capsys):
     topic = new_topic()
     argv = ["replay", "--data", str(small_csv), "--split", "all", "--loop", "200", "--rate", "2000", "--json"]
@@ -78,6 +99,12 @@ def test_bad_rows_refuse_the_file_before_sending_by_default(tmp_path, kafka_boot
     assert json.loads(out)["skipped_rows"] == 1 and json.loads(out)["acknowledged"] == 2
     assert "skipped row 2 column 2: 'oops' is not a number" in err
     assert [json.loads(m.value())["id"] for m in read_all(kafka_bootstrap, topic, 2)] == ["ecg5000-0", "ecg5000-2"]
+
+
+@pytest.mark.parametrize("flag", ["--gain", "--offset"])
+def test_a_gain_or_offset_that_is_no_number_is_one_sentence(small_csv, capsys, flag):
+    assert main(["replay", "--data", str(small_csv), flag, "nan"]) == 2
+    assert f"{flag} nan is out of range; see `anomstream replay --help`." in capsys.readouterr().err
 
 
 def test_missing_topic_and_unreachable_broker_are_clear(small_csv, kafka_bootstrap, capsys):
