@@ -29,6 +29,7 @@ from anomstream import console
 from anomstream.config import add_kafka_flags, kafka_properties
 from anomstream.errors import ConfigError
 from anomstream.models import data
+from anomstream.models.drift import sentence as drift_sentence
 from anomstream.models.runtimes import CHOICES as RUNTIME_CHOICES
 from anomstream.replay.producer import Selection
 
@@ -88,7 +89,7 @@ def cached_model(dataset: data.Dataset, preset: str = "default") -> Path:
 
 
 def run_demo(args: argparse.Namespace) -> dict[str, Any]:
-    from anomstream.models import artifact
+    from anomstream.models import artifact, drift
     from anomstream.models.runtimes import check_available
     from anomstream.replay import report
     from anomstream.replay.producer import replay
@@ -126,7 +127,8 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
         log.info("starting the worker (loading the model on %s)", args.runtime)
         worker.wait_ready()
 
-        recorded = artifact.read_metadata(model).split  # the model's own split: its test rows are the ones replayed
+        metadata = artifact.read_metadata(model)
+        recorded = metadata.split  # the model's own split: its test rows are the ones replayed
         selection = Selection(test_size=recorded.test_size or 0.2, split_seed=recorded.seed)
         expected = selection.expected(dataset)
         busy_before = _busy_seconds()
@@ -142,7 +144,8 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
         letters = _count(config, topics["dlq"], len(MALFORMED))
         summary = _summary(validation.summary, replayed.summary(), letters, timing, args, worker.url, topics, model, bootstrap)
         if validation.evaluation is not None:
-            report.write_validation(args.report, {"scores_topic": topics["scores"], **validation.summary}, validation)
+            summary["drift"] = drift.summary(metadata.drift, metadata.threshold.value, validation.errors, validation.labels == 1)
+            report.write_validation(args.report, {"scores_topic": topics["scores"], **validation.summary, "drift": summary["drift"]}, validation)
         if args.keep_running:
             # The summary goes out now, while everything keeps serving: with --json it is the one object on stdout.
             _print_summary(summary, args.json)
@@ -263,4 +266,6 @@ def render(summary: dict[str, Any]) -> None:
         f"  {summary['end_to_end_seconds']} s end to end, from the first replayed window to the last verdict read back"
         " (the replay, the worker's batching wait and this reader included)"
     )
+    if "drift" in summary:
+        out.print(f"  {drift_sentence(summary['drift'])}")
     out.print(f"  report {summary['report']}   metrics {summary['metrics']}")

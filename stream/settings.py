@@ -10,6 +10,10 @@ from pathlib import Path
 
 from anomstream.config import check_ranges, from_namespace, kafka_properties
 from anomstream.errors import ConfigError
+from anomstream.stream.delivery import GIVE_UP_S
+
+# The longest the worker's loop may go without polling: a transactional call, or a delivery retried that long.
+POLLS_AT_LEAST_EVERY_S = GIVE_UP_S
 
 # librdkafka properties the worker sets itself, because its delivery guarantee rests on them: through -X or
 # --kafka-config they are refused with the reason, not applied last and silently (README, "Configuration").
@@ -59,6 +63,13 @@ class WorkerSettings:
     kafka: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        max_poll = self.kafka.get("max.poll.interval.ms", "300000")
+        if not max_poll.isdigit() or int(max_poll) < POLLS_AT_LEAST_EVERY_S * 1000:
+            raise ConfigError(
+                f"-X max.poll.interval.ms={max_poll} is below {POLLS_AT_LEAST_EVERY_S * 1000:.0f}: the worker may wait on Kafka that"
+                f" long without polling (it retries a slow or restarting broker for {GIVE_UP_S:.0f} s), and the group would evict it"
+                " mid-commit; give at least that (librdkafka's default is 300000)."
+            )
         if self.exactly_once and self.transaction_timeout_ms < 2 * self.commit_interval_ms + 1000:
             raise ConfigError(
                 f"--transaction-timeout-ms {self.transaction_timeout_ms} is too short for --commit-interval-ms"

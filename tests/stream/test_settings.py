@@ -45,3 +45,17 @@ def test_rebalances_are_incremental_and_a_crashed_member_leaves_after_10_s_unles
     assert (config["partition.assignment.strategy"], config["session.timeout.ms"]) == ("cooperative-sticky", 10_000)
     told = consumer_config(settings("-X", "partition.assignment.strategy=range", "-X", "session.timeout.ms=45000"), ErrorWatch())
     assert (told["partition.assignment.strategy"], told["session.timeout.ms"]) == ("range", "45000")
+
+
+@pytest.mark.parametrize("value", ["10000", "59999", "soon"])
+def test_a_max_poll_interval_shorter_than_the_worker_may_go_without_polling_is_refused(value):
+    """A slow-output run with max.poll.interval.ms 10 s was evicted under load while a fresh producer took over
+    (a commit path of several blocking calls): the worker now refuses what it cannot honour."""
+    with pytest.raises(ConfigError) as refused:
+        settings("-X", f"max.poll.interval.ms={value}")
+    assert str(refused.value) == (
+        f"-X max.poll.interval.ms={value} is below 60000: the worker may wait on Kafka that long without polling (it retries a"
+        " slow or restarting broker for 60 s), and the group would evict it mid-commit; give at least that (librdkafka's"
+        " default is 300000)."
+    )
+    assert settings("-X", "max.poll.interval.ms=60000").kafka["max.poll.interval.ms"] == "60000"
