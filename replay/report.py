@@ -27,6 +27,7 @@ def write_validation(directory: Path, summary: dict[str, Any], validation: Valid
         "",
         *(f"- {note}" for note in summary.get("notes", [])),
         *([f"- {drift_sentence(summary['drift'])}"] if "drift" in summary else []),
+        *(_per_source(summary["per_source"]) if "per_source" in summary else []),
     ]
     models_report.write(
         directory,
@@ -38,3 +39,30 @@ def write_validation(directory: Path, summary: dict[str, Any], validation: Valid
         thresholds=validation.thresholds,
         notes=notes,
     )
+
+
+def _per_source(found: dict[str, Any]) -> list[str]:
+    """`validate --per-source`'s table: each source's figures with the global threshold and with its own."""
+
+    def rate(value: float | None) -> str:
+        return "" if value is None else f"{value:.4f}"
+
+    lines = [
+        "",
+        f"Per-source thresholds ({found['objective']}; global {found['global_threshold']:.5f}):",
+        "",
+        "| source | windows | threshold | FPR global | FPR source | accuracy global | accuracy source | why not |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for entry in found["sources"]:
+        before, after = entry["global"], entry["recommended"] or {}
+        threshold = f"{after['threshold']:.5f}" if after else "global"
+        lines.append(
+            f"| {entry['source']} | {entry['windows']} | {threshold} |"
+            f" {rate(before['false_positive_rate'])} | {rate(after.get('false_positive_rate'))} | {before['accuracy']:.4f} |"
+            f" {rate(after.get('accuracy'))} | {entry['reason'] or ''} |"
+        )
+    lines += ["", *(f"- {note}" for note in found["notes"])]
+    if "artifact" in found:
+        lines.append(f"- artifact with {len(found['thresholds'])} per-source thresholds: {found['artifact']['path']} ({found['artifact']['version']})")
+    return lines

@@ -87,3 +87,33 @@ def test_judge_hands_each_verdicts_source_and_the_global_threshold_to_per_source
 def test_bad_per_source_flags_are_one_sentence(flags, message, capsys) -> None:
     assert main(["validate", "--data", "nowhere.csv", *flags]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_validation_report_has_the_per_source_table_and_the_drift_line(tmp_path) -> None:
+    from anomstream.models import drift
+    from anomstream.replay.report import write_validation
+
+    rng = np.random.default_rng(4)
+    steady, steady_labels = _source(rng, 200, 1.0)
+    loud, loud_labels = _source(rng, 200, 3.0)
+    collected = Collected(run="r")
+    for i, (error, source) in enumerate(zip(np.concatenate([steady, loud]), ["steady"] * 200 + ["loud"] * 200)):
+        collected.verdicts[f"w{i}"] = {"id": f"w{i}", "source": source, "error": float(error), "threshold": 0.04, "threshold_scope": "global",
+                                       "anomaly": bool(error > 0.04), "model": {"version": "v"}, "scored_at": 1.0}  # fmt: skip
+    labels = np.concatenate([steady_labels, loud_labels])
+    validation = judge({f"w{i}": int(label) for i, label in enumerate(labels)}, collected, 0.99, 0.01)
+    reference = drift.DriftReference.of(0.02 * (1 + 0.1 * rng.standard_normal(300)))
+    summary = {
+        "scores_topic": "t", **validation.summary,
+        "per_source": judge_sources(validation.errors, validation.labels, validation.sources, global_threshold=0.04),
+        "drift": drift.summary(reference, 0.04, validation.errors, validation.labels == 1),
+    }  # fmt: skip
+    write_validation(tmp_path, summary, validation)
+    text = (tmp_path / "report.md").read_text()
+    loud_row = next(line for line in text.splitlines() if line.startswith("| loud |"))
+    cells = [cell.strip() for cell in loud_row.strip("|").split("|")]
+    assert cells[1] == "200" and float(cells[2]) == pytest.approx(summary["per_source"]["thresholds"]["loud"], abs=1e-5)
+    assert float(cells[3]) > 0.9 > 0.05 > float(cells[4])  # FPR with the global threshold, then with its own
+    assert "| steady | 200 |" in text
+    # The loud source's normal errors (0.06) sit above the threshold: only the steady ones are compared, and they match.
+    assert f"- {drift.sentence(summary['drift'])}" in text and summary["drift"]["distance"] < 0.15
