@@ -42,7 +42,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--preset",
         choices=list(PRESETS),
         default="default",
-        help="the recipe: default (conv1d, 50 epochs of batch 32 and at least 3000 updates, noise 0.1, mean + 2 std)"
+        help="the recipe: default (conv1d, 50 epochs of batch 64 and at least 1500 updates, noise 0.1, mean + 2 std, a tenth held out for drift)"
         " or tutorial (dense, 20 epochs, batch 512, mean + 1 std) (default: default)",
     )
     recipe = train.add_argument_group("recipe (each overrides the preset's)")
