@@ -53,14 +53,15 @@ CONSUMER_LAG = Gauge(
     "anomstream_consumer_lag", "Messages between the worker's last commit and the partition's end (its last stable offset).", ["partition"]
 )
 # Drift (stream/drift.py): computed at scrape time from the latest live errors and the artifact's reference.
+# The label is `q`, not `quantile`: Prometheus reserves that one for summaries (promtool check metrics refuses it).
 ERROR_DRIFT = Gauge(
     "anomstream_error_drift",
     "Kolmogorov-Smirnov distance (0-1) between the latest live reconstruction errors and the model's reference errors;"
     " NaN without a reference or with too few live errors.",
 )
-LIVE_ERROR_QUANTILE = Gauge("anomstream_live_error_quantile", "Quantiles of the latest live reconstruction errors (the drift window).", ["quantile"])
+LIVE_ERROR_QUANTILE = Gauge("anomstream_live_error_quantile", "Quantiles of the latest live reconstruction errors (the drift window).", ["q"])
 REFERENCE_ERROR_QUANTILE = Gauge(
-    "anomstream_reference_error_quantile", "Quantiles of the model's reference errors (held-out normal windows).", ["quantile"]
+    "anomstream_reference_error_quantile", "Quantiles of the model's reference errors (held-out normal windows).", ["q"]
 )
 MODEL_INFO = Gauge("anomstream_model_info", "The live model (value 1).", ["name", "version"])
 

@@ -97,8 +97,8 @@ def test_a_gain_on_normal_beats_fires_the_drift_alert(scenario: Callable[[float]
         assert 0.3 < float(alert["value"]) <= 1.0
         assert alert["annotations"]["summary"].startswith("Reconstruction errors drifted from the model's reference on 127.0.0.1:")
         # The live median moved above the reference's: the dashboard's quantile panel shows the shift.
-        (live,) = server.query('max by (quantile) (anomstream_live_error_quantile{quantile="0.5"})')
-        (reference,) = server.query('max by (quantile) (anomstream_reference_error_quantile{quantile="0.5"})')
+        (live,) = server.query('max by (q) (anomstream_live_error_quantile{q="0.5"})')
+        (reference,) = server.query('max by (q) (anomstream_reference_error_quantile{q="0.5"})')
         assert float(live["value"][1]) > 1.2 * float(reference["value"][1])
 
 

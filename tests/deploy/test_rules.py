@@ -117,8 +117,8 @@ def test_dashboard_parses_and_covers_the_panels(repo: Path) -> None:
         "anomstream_model_info",
         "max(anomstream_threshold)",
         "max by (instance) (anomstream_error_drift)",
-        "max by (quantile) (anomstream_live_error_quantile)",
-        "max by (quantile) (anomstream_reference_error_quantile)",
+        "max by (q) (anomstream_live_error_quantile)",
+        "max by (q) (anomstream_reference_error_quantile)",
     ):
         assert needle in queries, f"no dashboard query has {needle}"
 

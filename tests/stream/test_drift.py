@@ -86,11 +86,11 @@ def test_a_scrape_computes_the_gauges_from_the_window(window):
     text = generate_latest(REGISTRY).decode()
     value = {name: float(number) for name, number in (line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("anomstream_"))}
     assert value["anomstream_error_drift"] == drift.statistic() > 0.8
-    live_median = value['anomstream_live_error_quantile{quantile="0.5"}']
-    reference_median = value['anomstream_reference_error_quantile{quantile="0.5"}']
+    live_median = value['anomstream_live_error_quantile{q="0.5"}']
+    reference_median = value['anomstream_reference_error_quantile{q="0.5"}']
     assert reference_median == REFERENCE.quantiles()[0.5]
     assert live_median > 3 * reference_median
-    assert value['anomstream_live_error_quantile{quantile="0.99"}'] > value['anomstream_live_error_quantile{quantile="0.9"}'] > live_median
+    assert value['anomstream_live_error_quantile{q="0.99"}'] > value['anomstream_live_error_quantile{q="0.9"}'] > live_median
 
 
 def test_anomalies_above_the_threshold_do_not_move_it_but_a_shift_below_does(model):
