@@ -91,7 +91,15 @@ def fit_normal(
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
     normalisation = normalisation or Normalisation.fit(normal)
-    fit_raw, holdout_raw, reference_raw = _holdout(normal, config.holdout_fraction, config.reference_holdout, config.split_seed)
+    reference_fraction = config.reference_holdout
+    if reference_fraction and round(len(normal) * reference_fraction) < MIN_REFERENCE:
+        log.warning(
+            "no drift reference: --reference-holdout %g of %d normal windows is %d, fewer than %d; they are fitted"
+            " on instead, and the worker measures no drift for this model", reference_fraction, len(normal),
+            round(len(normal) * reference_fraction), MIN_REFERENCE,
+        )
+        reference_fraction = 0.0
+    fit_raw, holdout_raw, reference_raw = _holdout(normal, config.holdout_fraction, reference_fraction, config.split_seed)
     fit_windows = normalisation.apply(fit_raw)
     model = architectures.build(config.arch, fit_windows.shape[1:], config.noise_factor)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mae")
@@ -109,10 +117,10 @@ def fit_normal(
     # Errors are computed on raw windows through the Scorer, exactly as the worker will.
     threshold.fit(scorer.errors(holdout_raw if len(holdout_raw) else fit_raw))
     reference = DriftReference.of(scorer.errors(reference_raw)) if len(reference_raw) else None
-    if len(reference_raw) and (reference is None or reference.windows < THIN_REFERENCE):
+    if reference is not None and reference.windows < THIN_REFERENCE:
         log.warning(
-            "the drift reference has %d held-out normal windows%s: pass a larger --reference-holdout for a steadier"
-            " anomstream_error_drift", len(reference_raw), f" (under {MIN_REFERENCE}: none kept)" if reference is None else "",
+            "the drift reference has only %d held-out normal windows: pass a larger --reference-holdout for a steadier"
+            " anomstream_error_drift", reference.windows,
         )
     return Fitted(
         model=model,

@@ -108,3 +108,14 @@ def test_an_artifact_whose_reference_was_edited_is_refused(tmp_path, dataset):
     path.write_text(json.dumps(artifact.sealed({k: v for k, v in raw.items() if k != "digest"})))
     with pytest.raises(ArtifactError, match="drift.errors: Value error, reference errors must be sorted ascending"):
         artifact.read_metadata(tmp_path / "model")
+
+
+def test_too_few_normal_windows_for_a_reference_are_all_fitted_on(caplog):
+    """40 windows at 0.1 would hold out 4, fewer than a reference needs: none are held out for nothing."""
+    rng = np.random.default_rng(6)
+    normal = (np.sin(np.linspace(0, 6, 32)) + 0.05 * rng.standard_normal((40, 1, 32))).astype(np.float32)
+    fitted = train.fit_normal(normal, TrainConfig(reference_holdout=0.1, epochs=2, batch_size=16))
+    assert fitted.reference is None and len(fitted.fitted) == 40
+    assert "no drift reference: --reference-holdout 0.1 of 40 normal windows is 4, fewer than 10" in caplog.text
+    enough = train.fit_normal(np.concatenate([normal] * 3), TrainConfig(reference_holdout=0.1, epochs=2, batch_size=16))
+    assert enough.reference.windows == 12 and len(enough.fitted) == 108
