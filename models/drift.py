@@ -32,7 +32,7 @@ MAX_STORED = 1000  # a larger reference is stored as this many evenly spaced qua
 # deploy/alerts.yml's AnomstreamErrorDrift fires above this; `validate` says whether a replay would fire it
 # (tests/deploy/test_rules.py keeps the two equal).
 ALERT_AT = 0.3
-QUANTILES = (0.5, 0.9, 0.99)  # exported live and for the reference (`anomstream_error_quantile`)
+QUANTILES = (0.5, 0.9, 0.99)  # exported live and for the reference (`anomstream_{live,reference}_error_quantile{q}`)
 
 
 class DriftReference(BaseModel):

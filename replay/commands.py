@@ -322,19 +322,13 @@ def _render_validation(summary: dict[str, Any]) -> None:
 
 
 def _render_per_source(out: Console, found: dict[str, Any]) -> None:
-    def rate(value: float | None) -> str:
-        return "" if value is None else f"{value:.4f}"
+    from anomstream.replay import per_source
 
-    table = Table(title=f"per-source thresholds ({found['objective']}; global {found['global_threshold']:.5f})")
-    for column in ("source", "windows", "threshold", "FPR global", "FPR source", "accuracy global", "accuracy source", "why not"):
+    table = Table(title=per_source.title(found))
+    for column in per_source.COLUMNS:
         table.add_column(column, justify="left" if column in ("source", "why not") else "right")
-    for entry in found["sources"]:
-        before, after = entry["global"], entry["recommended"] or {}
-        table.add_row(entry["source"], str(entry["windows"]), f"{after['threshold']:.5f}" if after else "global",
-                      rate(before["false_positive_rate"]), rate(after.get("false_positive_rate")), f"{before['accuracy']:.4f}",
-                      rate(after.get("accuracy")), entry["reason"] or "")  # fmt: skip
+    for row in per_source.table_rows(found):
+        table.add_row(*row)
     out.print(table)
-    for note in found["notes"]:
-        out.print(note)
-    if "artifact" in found:
-        out.print(f"artifact with {len(found['thresholds'])} per-source thresholds: {found['artifact']['path']} ({found['artifact']['version']})")
+    for line in per_source.footer(found):
+        out.print(line)

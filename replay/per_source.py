@@ -97,3 +97,34 @@ def judge_sources(
         "thresholds": thresholds,
         "notes": notes,
     }
+
+
+# The table of `judge_sources`' finding, shared by the terminal (rich) and the report (markdown).
+COLUMNS = ("source", "windows", "threshold", "FPR global", "FPR source", "accuracy global", "accuracy source", "why not")
+
+
+def title(found: dict[str, Any]) -> str:
+    return f"per-source thresholds ({found['objective']}; global {found['global_threshold']:.5f})"
+
+
+def table_rows(found: dict[str, Any]) -> list[list[str]]:
+    """One row of COLUMNS per source: its figures with the global threshold and with its own."""
+
+    def rate(value: float | None) -> str:
+        return "" if value is None else f"{value:.4f}"
+
+    table = []
+    for entry in found["sources"]:
+        before, after = entry["global"], entry["recommended"] or {}
+        table.append([entry["source"], str(entry["windows"]), f"{after['threshold']:.5f}" if after else "global",
+                      rate(before["false_positive_rate"]), rate(after.get("false_positive_rate")), f"{before['accuracy']:.4f}",
+                      rate(after.get("accuracy")), entry["reason"] or ""])  # fmt: skip
+    return table
+
+
+def footer(found: dict[str, Any]) -> list[str]:
+    """The notes under the table, and the artifact written, if any."""
+    lines = list(found["notes"])
+    if "artifact" in found:
+        lines.append(f"artifact with {len(found['thresholds'])} per-source thresholds: {found['artifact']['path']} ({found['artifact']['version']})")
+    return lines

@@ -7,6 +7,7 @@ from typing import Any
 
 from anomstream.models import report as models_report
 from anomstream.models.drift import sentence as drift_sentence
+from anomstream.replay import per_source
 from anomstream.replay.validate import Validation
 
 
@@ -42,27 +43,14 @@ def write_validation(directory: Path, summary: dict[str, Any], validation: Valid
 
 
 def _per_source(found: dict[str, Any]) -> list[str]:
-    """`validate --per-source`'s table: each source's figures with the global threshold and with its own."""
-
-    def rate(value: float | None) -> str:
-        return "" if value is None else f"{value:.4f}"
-
-    lines = [
+    """`validate --per-source`'s table, as the terminal shows it, in markdown."""
+    return [
         "",
-        f"Per-source thresholds ({found['objective']}; global {found['global_threshold']:.5f}):",
+        f"{per_source.title(found).capitalize()}:",
         "",
-        "| source | windows | threshold | FPR global | FPR source | accuracy global | accuracy source | why not |",
+        "| " + " | ".join(per_source.COLUMNS) + " |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        *("| " + " | ".join(row) + " |" for row in per_source.table_rows(found)),
+        "",
+        *(f"- {line}" for line in per_source.footer(found)),
     ]
-    for entry in found["sources"]:
-        before, after = entry["global"], entry["recommended"] or {}
-        threshold = f"{after['threshold']:.5f}" if after else "global"
-        lines.append(
-            f"| {entry['source']} | {entry['windows']} | {threshold} |"
-            f" {rate(before['false_positive_rate'])} | {rate(after.get('false_positive_rate'))} | {before['accuracy']:.4f} |"
-            f" {rate(after.get('accuracy'))} | {entry['reason'] or ''} |"
-        )
-    lines += ["", *(f"- {note}" for note in found["notes"])]
-    if "artifact" in found:
-        lines.append(f"- artifact with {len(found['thresholds'])} per-source thresholds: {found['artifact']['path']} ({found['artifact']['version']})")
-    return lines
