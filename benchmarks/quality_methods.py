@@ -123,7 +123,7 @@ def recipes() -> dict[str, object]:
 
     default = PRESETS["default"]
     return {"anomstream-default": default} | {
-        f"anomstream-{arch}": dataclasses.replace(default, arch=arch) for arch in architectures.ARCHITECTURES
+        f"anomstream-{arch}": dataclasses.replace(default, arch=arch) for arch in architectures.SERIES
     }
 
 

@@ -15,7 +15,9 @@ last. A conversion or check that fails leaves the serving artifact as it was.
 `model.tflite` is the same model converted for LiteRT (`--runtime litert`).
 Schema 2 added it; 3 the value checks and the digest; 4 the channels,
 per-channel normalisation and what identifies the data; optional fields since
-(per-source thresholds, the drift reference) keep 4. Versions 1 to 3 load as
+(per-source thresholds, the drift reference) keep 4; 5 is a model of 2-D windows
+(`window_height`), written only for those, so a 1-D artifact stays readable by
+releases that know 4 and an older release refuses a 2-D one by its version. Versions 1 to 3 load as
 one-channel models (1 on TensorFlow only).
 """
 
@@ -36,11 +38,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from anomstream.errors import ArtifactError
 from anomstream.models.drift import DriftReference
 from anomstream.models.evaluate import Evaluation
+from anomstream.models.shape import Shape, text
 
 log = logging.getLogger("anomstream.models")
 
 SCHEMA_VERSION = 4
-READABLE_VERSIONS = (1, 2, 3, 4)
+IMAGE_SCHEMA_VERSION = 5  # what a model of 2-D windows is written as: a reader of 1-4 refuses it by its version
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 # LiteRT's errors may differ from TensorFlow's by float32 rounding (measured ~1e-7), never by more than this.
 RUNTIMES_AGREE_WITHIN = 1e-4
 MODEL_FILE = "model.keras"
@@ -103,7 +107,7 @@ class NormalisationRecord(_Strict):
 
 
 class ArchitectureRecord(_Strict):
-    name: Literal["dense", "conv1d"]
+    name: Literal["dense", "conv1d", "conv2d", "basic", "denoise"]
     noise_factor: float
     parameters: int
 
@@ -117,7 +121,7 @@ class DataRecord(_Strict):
     # Schema 4 on. `content`: sha256 of the parsed windows and their row numbers (models/data.py), which is what
     # identifies data across copies (CRLF, gzip, reformatting); the layout, normal labels and windowing read it.
     content: str | None = None
-    layout: Literal["tutorial", "ucr", "npz", "series"] | None = None
+    layout: Literal["tutorial", "ucr", "npz", "series", "digits", "fashion-mnist"] | None = None
     normal_labels: list[str] | None = None
     window: int | None = None
     stride: int | None = None
@@ -162,12 +166,13 @@ class ModelFileRecord(_Strict):
 class Metadata(_Strict):
     """Everything a worker or a reader of a report needs to know about one model."""
 
-    schema_version: Literal[1, 2, 3, 4] = SCHEMA_VERSION
+    schema_version: Literal[1, 2, 3, 4, 5] = SCHEMA_VERSION
     name: str
     version: str
     created_at: str
     window_length: int
     channels: int = 1  # schema 4 on; a window is (channels, window_length)
+    window_height: int | None = None  # schema 5: a 2-D window, (channels, window_height, window_length)
     architecture: ArchitectureRecord
     normalisation: NormalisationRecord
     threshold: ThresholdRecord
@@ -182,14 +187,18 @@ class Metadata(_Strict):
 
     @model_validator(mode="after")
     def _one_shape(self) -> Metadata:
-        if self.channels < 1 or self.window_length < 2:
-            raise ValueError(f"a window of {self.channels} channels x {self.window_length} samples is not a window")
+        if self.channels < 1 or self.window_length < 2 or (self.window_height is not None and self.window_height < 2):
+            raise ValueError(f"a window of {text(self.window_shape)} is not a window")
+        if (self.window_height is not None) != (self.schema_version >= IMAGE_SCHEMA_VERSION):
+            raise ValueError(f"schema_version {self.schema_version} {'needs' if self.schema_version >= 5 else 'has no'} window_height")
         if self.normalisation.bounds()[0].size not in (1, self.channels):
             raise ValueError(f"normalisation has {self.normalisation.bounds()[0].size} channels, the window {self.channels}")
         return self
 
     @property
-    def window_shape(self) -> tuple[int, int]:
+    def window_shape(self) -> Shape:
+        if self.window_height is not None:
+            return (self.channels, self.window_height, self.window_length)
         return (self.channels, self.window_length)
 
 
@@ -245,6 +254,7 @@ def save(
         model_file = _file_record(staged[MODEL_FILE], MODEL_FILE)
         try:
             metadata = Metadata(
+                schema_version=IMAGE_SCHEMA_VERSION if fields.get("window_height") else SCHEMA_VERSION,
                 version=f"{created:%Y%m%dT%H%M%SZ}-{model_file.sha256[:8]}",
                 created_at=created.isoformat(timespec="seconds"),
                 model_file=model_file,
@@ -347,7 +357,7 @@ def _checked(directory: Path, record: ModelFileRecord) -> Path:
 def load(directory: str | os.PathLike[str]) -> tuple[Metadata, Any]:
     """The checked metadata and the Keras model, loaded with `safe_mode=True`."""
     from anomstream.models.backend import keras
-    from anomstream.models.runtimes import window_shape_of
+    from anomstream.models.shape import of_input
 
     directory = Path(directory)
     metadata = read_metadata(directory)
@@ -356,15 +366,14 @@ def load(directory: str | os.PathLike[str]) -> tuple[Metadata, Any]:
         model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types for a bad file; all mean the same to the user
         raise ArtifactError(f"{model_path} cannot be loaded by Keras: {str(exc).splitlines()[0]}.") from exc
-    _check_shape(directory, MODEL_FILE, window_shape_of(model.input_shape), metadata)
+    _check_shape(directory, MODEL_FILE, of_input(model.input_shape), metadata)
     return metadata, model
 
 
-def _check_shape(directory: Path, file: str, shape: tuple[int, int], metadata: Metadata) -> None:
+def _check_shape(directory: Path, file: str, shape: Shape, metadata: Metadata) -> None:
     if shape != metadata.window_shape:
         raise ArtifactError(
-            f"{directory} is inconsistent: {file} takes windows of {shape[0]} x {shape[1]} (channels x samples),"
-            f" {META_FILE} says {metadata.channels} x {metadata.window_length}."
+            f"{directory} is inconsistent: {file} takes windows of {text(shape)}, {META_FILE} says {text(metadata.window_shape)}."
         )
 
 

@@ -15,10 +15,11 @@ from anomstream import console
 from anomstream.config import check_ranges
 from anomstream.errors import ConfigError
 from anomstream.models import data
-from anomstream.models.architectures import ARCHITECTURES
+from anomstream.models.architectures import CHOICES as ARCHITECTURES
 from anomstream.models.data_flags import add_data_flags, data_options
-from anomstream.models.recipe import PRESETS, TrainConfig
+from anomstream.models.recipe import LOSSES, PRESETS, TrainConfig
 from anomstream.models.runtimes import CHOICES as RUNTIME_CHOICES
+from anomstream.models.shape import text as shape_text
 from anomstream.models.threshold import METHODS
 
 log = logging.getLogger("anomstream.models")
@@ -42,18 +43,30 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--preset",
         choices=list(PRESETS),
         default="default",
-        help="the recipe: default (conv1d, 50 epochs of batch 64 and at least 1500 updates, noise 0.1, mean + 2 std, a tenth held out for drift)"
-        " or tutorial (dense, 20 epochs, batch 512, mean + 1 std) (default: default)",
+        help="the recipe: default (conv: conv1d for series, conv2d for images; 50 epochs of batch 64 and at least 1500 updates,"
+        " noise 0.1, mean + 2 std, a tenth held out for drift); tutorial (dense, 20 epochs, batch 512, mean + 1 std); and"
+        " the tutorial's image examples, tutorial-basic (Dense(64) code, MSE, 10 epochs) and tutorial-denoise (its"
+        " Conv2D denoiser on inputs with noise 0.2, MSE, 10 epochs) (default: default)",
     )
     recipe = train.add_argument_group("recipe (each overrides the preset's)")
-    recipe.add_argument("--arch", choices=ARCHITECTURES, help="autoencoder architecture")
+    recipe.add_argument(
+        "--arch", choices=ARCHITECTURES,
+        help="autoencoder architecture: conv (conv1d or conv2d, by the window), dense (any window), conv1d (series),"
+        " conv2d, basic or denoise (images)",
+    )
     recipe.add_argument("--epochs", type=int, help="training epochs")
     recipe.add_argument("--batch-size", type=int, help="training batch size")
     recipe.add_argument(
         "--min-steps", type=int, help="gradient updates at least: small data sets get more passes per epoch (tutorial 0)"
     )
     recipe.add_argument("--learning-rate", type=float, help="Adam learning rate (presets: 0.001)")
-    recipe.add_argument("--noise-factor", type=float, help="Gaussian input noise for denoising training")
+    recipe.add_argument("--noise-factor", type=float, help="Gaussian input noise for denoising training, fresh every batch")
+    recipe.add_argument(
+        "--input-noise", type=float,
+        help="the tutorial's denoising: fixed noise of this factor on each training input, clipped to [0, 1], the clean"
+        " window the target (tutorial-denoise 0.2; others 0)",
+    )
+    recipe.add_argument("--loss", choices=LOSSES, help="training loss (tutorial-basic and tutorial-denoise: mse; others mae)")
     recipe.add_argument("--threshold", choices=list(METHODS), help="threshold method (presets: mean-std)")
     recipe.add_argument("--k", type=float, help="mean-std: mean + k*std (tutorial 1, default 2); mad: median + k*MAD (3)")
     recipe.add_argument("--q", type=float, help="percentile: the q-th percentile of normal errors (default: 99)")
@@ -102,6 +115,7 @@ def _recipe(args: argparse.Namespace) -> dict[str, Any]:
         ("--min-steps", args.min_steps, args.min_steps is None or args.min_steps >= 0),
         ("--learning-rate", args.learning_rate, args.learning_rate is None or args.learning_rate > 0),
         ("--noise-factor", args.noise_factor, args.noise_factor is None or args.noise_factor >= 0),
+        ("--input-noise", args.input_noise, args.input_noise is None or args.input_noise >= 0),
         ("--test-size", args.test_size, 0 < args.test_size < 1),
         ("--holdout", args.holdout, args.holdout is None or 0 <= args.holdout < 1),
         ("--reference-holdout", args.reference_holdout, args.reference_holdout is None or 0 <= args.reference_holdout < 1),
@@ -110,7 +124,8 @@ def _recipe(args: argparse.Namespace) -> dict[str, Any]:
     method = args.threshold or preset.threshold
     changes: dict[str, Any] = {
         name: getattr(args, name) for name in (
-            "arch", "epochs", "batch_size", "min_steps", "learning_rate", "noise_factor", "holdout", "reference_holdout"
+            "arch", "epochs", "batch_size", "min_steps", "learning_rate", "noise_factor", "input_noise", "loss", "holdout",
+            "reference_holdout",
         )
         if getattr(args, name) is not None
     }
@@ -155,8 +170,8 @@ def train_and_save(dataset: data.Dataset, config: Any, out: Path, test: data.Dat
     from anomstream.models.train import train
 
     log.info(
-        "training %s (%d epochs) on %s (%d windows of %d x %d, content %s)", config.arch, config.epochs, dataset.path,
-        len(dataset), *dataset.window_shape, dataset.content[:12],
+        "training %s (%d epochs) on %s (%d windows of %s, content %s)", config.arch, config.epochs, dataset.path,
+        len(dataset), shape_text(dataset.window_shape), dataset.content[:12],
     )
     with console.progress("training", total=config.epochs, unit="epochs") as advance:
         result = train(dataset, config, on_epoch=lambda epoch, logs: advance(1, **logs), test=test)

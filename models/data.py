@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from anomstream.errors import DataError
-from anomstream.models import layouts
+from anomstream.models import images, layouts
+from anomstream.models.shape import Shape, text
 
 log = logging.getLogger("anomstream.data")
 
@@ -49,7 +50,7 @@ TUTORIAL_NORMAL = 2919
 class Dataset:
     """Windows and labels read from one file; `rows` are 0-based row numbers in it."""
 
-    windows: np.ndarray  # float32, (n, channels, length)
+    windows: np.ndarray  # float32, (n, channels, length), or (n, channels, height, width) for images
     labels: np.ndarray  # int8, (n,); 1 normal, 0 anomalous
     rows: np.ndarray  # int64, (n,)
     path: Path
@@ -67,12 +68,12 @@ class Dataset:
             object.__setattr__(self, "windows", self.windows[:, None, :])
 
     @property
-    def window_shape(self) -> tuple[int, int]:
-        return (int(self.windows.shape[1]), int(self.windows.shape[2]))
+    def window_shape(self) -> Shape:
+        return tuple(int(d) for d in self.windows.shape[1:])
 
     @property
     def window_length(self) -> int:
-        return int(self.windows.shape[2])
+        return int(self.windows.shape[-1])
 
     @cached_property
     def content(self) -> str:
@@ -183,11 +184,11 @@ def _download(url: str, target: Path) -> Path:
     return target
 
 
-def _write_atomically(target: Path, text: bytes) -> None:
+def _write_atomically(target: Path, body: bytes) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".partial")
     with gzip.open(partial, "wb") as out:
-        out.write(text)
+        out.write(body)
     partial.replace(target)
 
 
@@ -359,27 +360,48 @@ class DataOptions:
     def read(self, path: str | os.PathLike[str]) -> Dataset:
         return load(path, self.skip_bad_rows, self.layout, self.normal_labels, self.window, self.stride, self.drop_nan)
 
+    def _named(self, name: str) -> tuple[Dataset, Dataset | None]:
+        if self.test_data is not None or self.layout != "auto" or self.window is not None or self.stride is not None:
+            raise DataError(f"--data {name} is a named data set: --test-data, --layout, --window and --stride are for files.")
+        rows, test = images.read(name)
+        return _named_dataset(name, rows, self.normal_labels), None if test is None else _named_dataset(name, test, self.normal_labels, "test-")
+
     def load(self) -> tuple[Dataset, Dataset | None]:
-        """The data file and, when given, the test file, read alike and checked to hold windows of one shape."""
+        """The data file and, when given, the test file, read alike and checked to hold windows of one shape; or a
+        named image data set (models/images.py) and its test part, when it ships one."""
+        if self.data in images.NAMED:
+            return self._named(self.data)
         train = self.read(resolve(self.data))
         if self.test_data is None:
             return train, None
         test = replace(self.read(resolve(self.test_data)), ids="test-")
         if test.window_shape != train.window_shape:
             raise DataError(
-                f"{test.path} has windows of {test.window_shape[0]} x {test.window_shape[1]} (channels x samples),"
-                f" {train.path} of {train.window_shape[0]} x {train.window_shape[1]}: --test-data must match --data."
+                f"{test.path} has windows of {text(test.window_shape)}, {train.path} of {text(train.window_shape)}:"
+                " --test-data must match --data."
             )
         return train, test
 
 
-def check_shape(dataset: Dataset, shape: tuple[int, int], model: str | os.PathLike[str]) -> None:
+def _named_dataset(name: str, part: images.Part, normal_labels: tuple[str, ...], ids: str = "") -> Dataset:
+    normal = _normal_labels(Path(name), name, normal_labels, part.table.labels)
+    return Dataset(
+        windows=part.table.windows,
+        labels=np.isin(part.table.labels, normal).astype(np.int8),
+        rows=part.table.rows,
+        path=Path(name),
+        sha256=part.sha256,
+        total_rows=part.table.total_rows,
+        layout=name,
+        normal_labels=normal,
+        ids=ids,
+    )
+
+
+def check_shape(dataset: Dataset, shape: Shape, model: str | os.PathLike[str]) -> None:
     """One sentence when a data set's windows are not the shape a model takes."""
     if dataset.window_shape != tuple(shape):
-        raise DataError(
-            f"{dataset.path} has windows of {dataset.window_shape[0]} x {dataset.window_shape[1]} (channels x samples);"
-            f" model {model} takes {shape[0]} x {shape[1]}."
-        )
+        raise DataError(f"{dataset.path} has windows of {text(dataset.window_shape)}; model {model} takes {text(tuple(shape))}.")
 
 
 def is_recorded(record: Any, dataset: Dataset) -> bool:

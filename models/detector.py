@@ -2,7 +2,7 @@
 
     import anomstream
     detector = anomstream.load("artifacts/ecg-dense")
-    result = detector.score(windows)        # (n, length) or (n, channels, length)
+    result = detector.score(windows)        # (n, length) or (n, channels, length); images (n, height, width)
     result.errors, result.anomalous
     detector.score(windows, explain="range").explanations  # where each anomalous window's error sits
     detector.score(windows, sources=["patient-7", None, ...]).scopes  # per-source thresholds, where the artifact has them
@@ -26,6 +26,7 @@ from anomstream.errors import ConfigError, WindowError
 from anomstream.models.explain import MODES, Explanation
 from anomstream.models.explain import explain as explain_errors
 from anomstream.models.scorer import window_errors
+from anomstream.models.shape import Shape, sample_axes
 from anomstream.models.source_thresholds import applied
 
 if TYPE_CHECKING:
@@ -73,8 +74,8 @@ class Detector:
         return float(self.metadata.threshold.value)
 
     @property
-    def window_shape(self) -> tuple[int, int]:
-        """(channels, length) of one window."""
+    def window_shape(self) -> Shape:
+        """One window's shape: (channels, length), or (channels, height, width) for an image model."""
         return self._scorer.window_shape
 
     @property
@@ -83,8 +84,8 @@ class Detector:
 
     @property
     def window_length(self) -> int:
-        """Samples per channel."""
-        return self.window_shape[1]
+        """Samples per channel of a series; an image's width."""
+        return self.window_shape[-1]
 
     @property
     def model_ref(self) -> dict[str, str]:
@@ -131,10 +132,12 @@ class Detector:
         return check_windows(windows, self.window_shape)
 
 
-def check_windows(windows: Any, window_shape: tuple[int, int]) -> np.ndarray:
-    """`windows` as float32 (n, channels, length); a one-channel shape also takes (n, length)."""
-    channels, length = window_shape
-    expected = f"(n, {channels}, {length})" if channels > 1 else f"(n, {length}) or (n, 1, {length})"
+def check_windows(windows: Any, window_shape: Shape) -> np.ndarray:
+    """`windows` as float32 (n, *window_shape); a one-channel shape also takes the windows without their channel
+    axis, (n, length) or (n, height, width)."""
+    channels, inner = window_shape[0], tuple(window_shape[1:])
+    full = "(n, " + ", ".join(map(str, window_shape)) + ")"
+    expected = full if channels > 1 else f"(n, {', '.join(map(str, inner))}) or {full}"
     try:
         values = np.asarray(windows)
     except ValueError as exc:  # ragged nested lists
@@ -146,13 +149,13 @@ def check_windows(windows: Any, window_shape: tuple[int, int]) -> np.ndarray:
             values = values.astype(np.float32)
         except (TypeError, ValueError):
             raise WindowError(f"windows of dtype {values.dtype} cannot be read as float32 samples: give numbers.") from None
-    if values.ndim == 2 and channels == 1 and values.shape[1] == length:
-        values = values.reshape(len(values), 1, length)
-    if values.ndim != 3 or values.shape[1:] != (channels, length):
-        hint = " (one window? pass windows[None])" if values.shape in ((length,), (channels, length)) else ""
+    if channels == 1 and values.ndim == len(window_shape) and values.shape[1:] == inner:
+        values = values.reshape(len(values), *window_shape)
+    if values.ndim != len(window_shape) + 1 or values.shape[1:] != tuple(window_shape):
+        hint = " (one window? pass windows[None])" if values.shape in (inner, tuple(window_shape)) else ""
         raise WindowError(f"windows have shape {values.shape}; this model takes {expected}{hint}.")
     values = values.astype(np.float32, copy=False)
-    finite = np.isfinite(values).all(axis=(1, 2))
+    finite = np.isfinite(values).all(axis=(1, *sample_axes(values.ndim)))
     if not finite.all():
         bad = np.flatnonzero(~finite)
         raise WindowError(

@@ -11,6 +11,10 @@ normalised scale (the ones whose mean is the window's `error`):
 - `share` is that range's part of the window's total error;
 - `channel` (multi-channel models only) is the channel with the largest error.
 
+For an image window (channels, height, width) the curve is over its rows (each
+row's mean error), so `start` and `end` are rows: where in a spectrogram frame
+or a digit the error sits, top to bottom.
+
 A spike or a dropout gives a narrow range with a large share; an anomaly spread
 over the whole window gives a low share, which says so.
 """
@@ -30,14 +34,16 @@ class Explanation:
     end: int  # one past its last sample
     share: float  # the range's part of the window's error, 0 to 1
     channel: int | None  # the channel with the largest error; None for a one-channel model
-    sample_errors: np.ndarray | None  # --explain full: (channels, length) per-sample errors
+    sample_errors: np.ndarray | None  # --explain full: (channels, length) or (channels, height, width) per-sample errors
 
 
 def explain(sample_errors: np.ndarray, full: bool = False) -> list[Explanation]:
-    """One explanation per window of (n, channels, length) per-sample errors."""
+    """One explanation per window of (n, channels, length) or (n, channels, height, width) per-sample errors."""
     sample_errors = np.asarray(sample_errors, dtype=np.float32)
     channels = sample_errors.shape[1]
     curves = sample_errors.mean(axis=1)
+    if curves.ndim == 3:  # images: one point per row
+        curves = curves.mean(axis=2)
     found = []
     for window, curve in zip(sample_errors, curves):
         start, end = half_maximum_range(curve)
@@ -48,7 +54,7 @@ def explain(sample_errors: np.ndarray, full: bool = False) -> list[Explanation]:
                 start=start,
                 end=end,
                 share=round(share, 6),
-                channel=int(window.mean(axis=1).argmax()) if channels > 1 else None,
+                channel=int(window.reshape(channels, -1).mean(axis=1).argmax()) if channels > 1 else None,
                 sample_errors=window if full else None,
             )
         )

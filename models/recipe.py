@@ -19,7 +19,11 @@ class TrainConfig:
     seed: int = 21  # weights, shuffling, noise
     split_seed: int = 21  # the train/test split, kept apart so seeds can vary on one split
     test_size: float = 0.2
-    noise_factor: float = 0.0
+    noise_factor: float = 0.0  # a GaussianNoise layer: fresh noise every batch, training only
+    # The tutorial's image denoising: each training input gets fixed noise of this factor once, clipped to [0, 1],
+    # and the model learns to give back the clean window. 0: inputs are their own targets.
+    input_noise: float = 0.0
+    loss: str = "mae"  # or "mse", the tutorial's image examples' loss
     learning_rate: float = 1e-3
     # Gradient updates at least: a small training set gets more passes (a class of 30 windows at batch 32 is one
     # update per epoch, so 50 epochs would be 50 updates). 0: exactly `epochs` passes, as the tutorial.
@@ -52,8 +56,15 @@ PRESETS: dict[str, TrainConfig] = {
     # first of the candidates (benchmarks/results/2026-12-02-quality-select-partial.md); it meets the ECG5000 targets
     # (models/MODEL_CARD.md). On ECG5000's normal training rows 50 epochs are 1,650 updates already; a class of
     # 30 windows gets 30 per epoch instead of one.
+    # `conv` is conv1d for series, conv2d for images (models/architectures.py).
     "default": TrainConfig(
-        arch="conv1d", epochs=50, batch_size=64, min_steps=1500, noise_factor=0.1, threshold="mean-std", threshold_params={"k": 2.0},
+        arch="conv", epochs=50, batch_size=64, min_steps=1500, noise_factor=0.1, threshold="mean-std", threshold_params={"k": 2.0},
         reference_holdout=0.1,
     ),
+    # The tutorial's two Fashion-MNIST examples, layer for layer (models/architectures.py): MSE, Adam, 10 epochs of
+    # Keras' default batch of 32; the denoiser on inputs with fixed noise of factor 0.2, clipped to [0, 1]. The
+    # threshold, which the tutorial's image examples have none of, is its ECG rule: mean + 1 std.
+    "tutorial-basic": TrainConfig(arch="basic", epochs=10, batch_size=32, loss="mse"),
+    "tutorial-denoise": TrainConfig(arch="denoise", epochs=10, batch_size=32, loss="mse", input_noise=0.2),
 }
+LOSSES = ("mae", "mse")

@@ -23,6 +23,7 @@ import numpy as np
 
 from anomstream.console import native_stderr_to_debug
 from anomstream.errors import ArtifactError, ConfigError
+from anomstream.models.shape import Shape, of_input, sample_axes
 
 log = logging.getLogger("anomstream.litert")
 
@@ -32,25 +33,14 @@ CHOICES = ("auto", *RUNTIMES)
 
 
 class Runtime(Protocol):
-    """What `models.scorer.Scorer` needs from a runtime; arrays are float32, windows (batch, channels, length)."""
+    """What `models.scorer.Scorer` needs from a runtime; arrays are float32, windows (batch, channels, ...)."""
 
-    window_shape: tuple[int, int]
+    window_shape: Shape
 
     def channel_errors(self, scaled: np.ndarray) -> np.ndarray:
         """Mean absolute reconstruction error per window and channel, (batch, channels)."""
 
     def reconstruct(self, scaled: np.ndarray) -> np.ndarray: ...
-
-
-def window_shape_of(input_shape: Any) -> tuple[int, int]:
-    """(channels, length) from a model's input shape: (batch, channels, length), or (batch, length) for the
-    one-channel models of artifact schemas 1 to 3."""
-    dims = [int(d) for d in list(input_shape)[1:]]
-    if len(dims) == 1:
-        return (1, dims[0])
-    if len(dims) == 2:
-        return (dims[0], dims[1])
-    raise ArtifactError(f"the model takes inputs of shape {tuple(input_shape)}: expected (batch, channels, length).")
 
 
 class KerasRuntime:
@@ -60,15 +50,17 @@ class KerasRuntime:
         from anomstream.models.backend import tf
 
         self.model = model
-        self.window_shape = window_shape_of(model.input_shape)
+        self.window_shape = of_input(model.input_shape)
         model_shape = [-1, *[int(d) for d in model.input_shape[1:]]]  # a legacy model takes (batch, length)
         window = [-1, *self.window_shape]
         signature = [tf.TensorSpec([None, *self.window_shape], tf.float32)]
 
+        axes = list(sample_axes(len(window)))
+
         def reconstruct(x: Any) -> Any:
             return tf.reshape(model(tf.reshape(x, model_shape), training=False), window)
 
-        self._errors = tf.function(lambda x: tf.reduce_mean(tf.abs(reconstruct(x) - x), axis=2), input_signature=signature)
+        self._errors = tf.function(lambda x: tf.reduce_mean(tf.abs(reconstruct(x) - x), axis=axes), input_signature=signature)
         self._reconstruct = tf.function(reconstruct, input_signature=signature)
 
     def channel_errors(self, scaled: np.ndarray) -> np.ndarray:
@@ -100,7 +92,7 @@ class LiteRTRuntime:
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         signature = self._input["shape_signature"]
-        self.window_shape = window_shape_of(signature)
+        self.window_shape = of_input(signature)
         self._model_shape = [int(d) for d in signature[1:]]
         self._batch = 0
 
@@ -117,7 +109,7 @@ class LiteRTRuntime:
         return self._interpreter.get_tensor(self._output["index"]).reshape(batch, *self.window_shape)
 
     def channel_errors(self, scaled: np.ndarray) -> np.ndarray:
-        return np.abs(self.reconstruct(scaled) - scaled).mean(axis=2, dtype=np.float32)
+        return np.abs(self.reconstruct(scaled) - scaled).mean(axis=sample_axes(scaled.ndim), dtype=np.float32)
 
 
 def _litert_interpreter() -> Any:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -27,9 +27,10 @@ from anomstream.models.backend import keras, tf
 from anomstream.models.data import Dataset, Split, parts
 from anomstream.models.drift import MIN_REFERENCE, THIN_REFERENCE, DriftReference
 from anomstream.models.evaluate import Evaluation, evaluate
-from anomstream.models.recipe import PRESETS, TrainConfig  # noqa: F401 (PRESETS: re-exported beside fit_normal)
+from anomstream.models.recipe import LOSSES, PRESETS, TrainConfig  # noqa: F401 (PRESETS: re-exported beside fit_normal)
 from anomstream.models.runtimes import KerasRuntime
 from anomstream.models.scorer import Normalisation, Scorer
+from anomstream.models.shape import is_image
 
 log = logging.getLogger("anomstream.models")
 
@@ -40,6 +41,7 @@ EpochCallback = Callable[[int, dict[str, float]], None]
 class Fitted:
     """An autoencoder and its threshold fitted on normal windows, ready to score raw windows."""
 
+    arch: str  # the architecture built (`conv` resolved for the window's dimensions)
     model: keras.Model
     scorer: Scorer
     fitted: np.ndarray  # the scaled windows the model was fitted on: `artifact.save` checks LiteRT against TensorFlow on them
@@ -83,11 +85,12 @@ def fit_normal(
     also give the validation-loss curve, so a curve never shows test windows.
     """
     threshold = thresholds.make(config.threshold, **config.threshold_params)  # bad params fail before training
-    if config.arch not in architectures.ARCHITECTURES:
-        raise ValueError(f"unknown architecture {config.arch!r}")
+    if config.loss not in LOSSES:
+        raise ValueError(f"unknown loss {config.loss!r}: choose one of {', '.join(LOSSES)}")
     normal = np.asarray(normal, dtype=np.float32)
     if normal.ndim == 2:
         normal = normal[:, None, :]
+    config = replace(config, arch=architectures.resolve(config.arch, normal.shape[1:]))
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
     normalisation = normalisation or Normalisation.fit(normal)
@@ -102,11 +105,11 @@ def fit_normal(
     fit_raw, holdout_raw, reference_raw = _holdout(normal, config.holdout_fraction, reference_fraction, config.split_seed)
     fit_windows = normalisation.apply(fit_raw)
     model = architectures.build(config.arch, fit_windows.shape[1:], config.noise_factor)
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mae")
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=config.loss)
     started = time.monotonic()
     held = normalisation.apply(holdout_raw) if len(holdout_raw) else None
     history = model.fit(
-        **_inputs(fit_windows, config),
+        **_inputs(fit_windows, noisy(fit_windows, config.input_noise, config.seed), config),
         epochs=config.epochs,
         validation_data=(held, held) if held is not None else None,
         verbose=0,
@@ -123,6 +126,7 @@ def fit_normal(
             " anomstream_error_drift", reference.windows,
         )
     return Fitted(
+        arch=config.arch,
         model=model,
         scorer=scorer,
         fitted=fit_windows,
@@ -149,15 +153,16 @@ def train(dataset: Dataset, config: TrainConfig, on_epoch: EpochCallback | None 
             " --normal-label the normal class (now %s)?", result.roc_auc, ", ".join(dataset.normal_labels) or "unlabelled",
         )
     normalisation = fitted.scorer.normalisation
-    channels, length = dataset.window_shape
+    shape = dataset.window_shape
     data_record = dataset.describe()
     if test is not None:
         data_record["test_data"] = test.describe()
     fields = {
-        "name": config.name or f"{dataset.path.name.split('.')[0].lower().replace('_train', '')}-{config.arch}",
-        "window_length": length,
-        "channels": channels,
-        "architecture": {"name": config.arch, "noise_factor": config.noise_factor, "parameters": fitted.model.count_params()},
+        "name": config.name or f"{dataset.path.name.split('.')[0].lower().replace('_train', '')}-{fitted.arch}",
+        "window_length": shape[-1],
+        "channels": shape[0],
+        **({"window_height": shape[1]} if is_image(shape) else {}),
+        "architecture": {"name": fitted.arch, "noise_factor": config.noise_factor, "parameters": fitted.model.count_params()},
         "normalisation": {
             "method": "per-channel-min-max",
             "minimum": normalisation.minimum.tolist(),
@@ -181,7 +186,7 @@ def train(dataset: Dataset, config: TrainConfig, on_epoch: EpochCallback | None 
             "min_steps": config.min_steps,
             "steps_per_epoch": config.steps_per_epoch(len(fitted.fitted)),
             "optimizer": f"adam(lr={config.learning_rate:g})",
-            "loss": "mae",
+            "loss": config.loss,
             "seconds": round(fitted.seconds, 3),
             "history": fitted.history,
         },
@@ -204,13 +209,22 @@ def _warn_about_labels(train: Dataset, normal: int) -> None:
         )
 
 
-def _inputs(windows: np.ndarray, config: TrainConfig) -> dict[str, Any]:
-    """`model.fit`'s inputs: the arrays for one shuffled pass per epoch, or, when `min_steps` asks for more updates
-    than that gives, a shuffled and repeated stream of the same windows cut into epochs of equal length."""
+def noisy(windows: np.ndarray, factor: float, seed: int) -> np.ndarray:
+    """The tutorial's noisy inputs: `x + factor * N(0, 1)` once per window, clipped to [0, 1]; `windows` when 0."""
+    if factor <= 0:
+        return windows
+    noise = np.random.default_rng(seed).standard_normal(windows.shape).astype(np.float32)
+    return np.clip(windows + np.float32(factor) * noise, 0.0, 1.0)
+
+
+def _inputs(windows: np.ndarray, inputs: np.ndarray, config: TrainConfig) -> dict[str, Any]:
+    """`model.fit`'s inputs (`inputs`, noisy copies for the tutorial's denoiser, else `windows`) and targets
+    (`windows`): the arrays for one shuffled pass per epoch, or, when `min_steps` asks for more updates than
+    that gives, a shuffled and repeated stream of the same pairs cut into epochs of equal length."""
     steps = config.steps_per_epoch(len(windows))
     if steps <= -(-len(windows) // config.batch_size):  # one pass per epoch is enough
-        return {"x": windows, "y": windows, "batch_size": config.batch_size, "shuffle": True}
-    stream = tf.data.Dataset.from_tensor_slices((windows, windows))
+        return {"x": inputs, "y": windows, "batch_size": config.batch_size, "shuffle": True}
+    stream = tf.data.Dataset.from_tensor_slices((inputs, windows))
     stream = stream.shuffle(len(windows), seed=config.seed, reshuffle_each_iteration=True).repeat().batch(config.batch_size)
     return {"x": stream.prefetch(2), "steps_per_epoch": steps, "shuffle": False}
 

@@ -82,7 +82,7 @@ def test_missing_field_is_refused(copy):
 
 def test_newer_schema_version_is_refused(copy):
     edit_json(copy, lambda meta: meta.update(schema_version=99))
-    with pytest.raises(ArtifactError, match="has schema_version 99; this anomstream reads versions 1, 2, 3, 4: retrain"):
+    with pytest.raises(ArtifactError, match="has schema_version 99; this anomstream reads versions 1, 2, 3, 4, 5: retrain"):
         artifact.load(copy)
 
 

@@ -49,7 +49,7 @@ def test_test_data_is_read_alike_and_must_have_the_same_shape(tmp_path):
     split = data.parts(first, second, 0.2, 21)
     assert split.test_size is None and len(split.train) == 3 and len(split.test) == 2
     test.write_text(ucr_text([2, 1], np.ones((2, 6))))
-    with pytest.raises(DataError, match=r"has windows of 1 x 6 \(channels x samples\), .* of 1 x 4: --test-data must match --data\."):
+    with pytest.raises(DataError, match=r"has windows of 1 x 6 \(channels x samples\), .* of 1 x 4 \(channels x samples\): --test-data must match --data\."):
         options.load()
 
 

@@ -15,7 +15,7 @@ def dataset(synthetic_csv):
     return data.load(synthetic_csv)
 
 
-@pytest.mark.parametrize("arch", architectures.ARCHITECTURES)
+@pytest.mark.parametrize("arch", architectures.SERIES)
 def test_each_architecture_separates_the_synthetic_anomalies(dataset, arch):
     result = train(dataset, TrainConfig(arch=arch, threshold="percentile", threshold_params={"q": 95}, **FAST))
     assert result.evaluation.roc_auc > 0.95
@@ -24,14 +24,14 @@ def test_each_architecture_separates_the_synthetic_anomalies(dataset, arch):
     assert result.model.output_shape == (None, 1, 32)
 
 
-@pytest.mark.parametrize("arch", architectures.ARCHITECTURES)
+@pytest.mark.parametrize("arch", architectures.SERIES)
 @pytest.mark.parametrize("shape", [(1, 140), (1, 30), (1, 33), (3, 24), (2, 2000), (4, 301)])
 def test_both_architectures_take_any_window_shape(arch, shape):
     model = architectures.build(arch, shape)
     assert model.input_shape == model.output_shape == (None, *shape)
 
 
-@pytest.mark.parametrize("arch", architectures.ARCHITECTURES)
+@pytest.mark.parametrize("arch", architectures.SERIES)
 def test_several_channels_train_and_each_is_scored(arch):
     """Three channels on scales 1, 10 and 0.1: per-channel constants put each in [0, 1], and an anomaly on one
     channel shows in that channel's error."""
