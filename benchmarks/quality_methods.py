@@ -3,7 +3,7 @@
 Every method learns from the normal training windows only and gives each test window a score, higher
 meaning more anomalous. The baselines see the windows scaled with the per-channel min-max constants of
 the normal training windows (the same constants anomstream's `fit_normal` fits on the same raw windows)
-and flattened from (n, channels, length) to (n, channels * length).
+and flattened from (n, channels, length) to (n, channels * length) (images: every pixel a feature).
 
 - isolation-forest: sklearn IsolationForest, 100 trees, max_samples "auto", score = -score_samples.
 - one-class-svm: sklearn OneClassSVM, rbf, gamma "scale", nu 0.1 (about 10% of training windows outside
@@ -32,9 +32,11 @@ SEEDED = {"isolation-forest", "half-space-trees"}  # the other baselines are det
 
 
 def scaling(normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel min-max constants of (n, channels, length) windows; a constant channel gets a range of 1."""
-    low, high = normal.min(axis=(0, 2)), normal.max(axis=(0, 2))
-    return low[:, None].astype(np.float32), np.where(high > low, high - low, 1.0)[:, None].astype(np.float32)
+    """Per-channel min-max constants of (n, channels, ...) windows; a constant channel gets a range of 1."""
+    axes = (0, *range(2, normal.ndim))
+    low, high = normal.min(axis=axes), normal.max(axis=axes)
+    per_channel = (-1,) + (1,) * (normal.ndim - 2)
+    return low.reshape(per_channel).astype(np.float32), np.where(high > low, high - low, 1.0).reshape(per_channel).astype(np.float32)
 
 
 def scale_flat(windows: np.ndarray, constants: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
@@ -115,15 +117,18 @@ def product_ready() -> str | None:
     return f"anomstream.models.train lacks {' and '.join(missing)}: the anomstream columns are left out" if missing else None
 
 
-def recipes() -> dict[str, object]:
-    """The anomstream columns: the default preset, and the default with each architecture swapped in, so the
-    architecture columns differ from the default in the architecture only (one of them is the default itself)."""
+def recipes(images: bool = False) -> dict[str, object]:
+    """The anomstream columns: the default preset, and the default with each architecture for the data's windows
+    (series or images) swapped in, so the architecture columns differ from the default in the architecture only
+    (one of them is the default itself)."""
     from anomstream.models import architectures
     from anomstream.models.train import PRESETS
 
+    # `conv` resolved as for any window of the kind, so the column of that architecture is seen to be the default's
     default = PRESETS["default"]
+    default = dataclasses.replace(default, arch=architectures.resolve(default.arch, (1, 2, 2) if images else (1, 2)))
     return {"anomstream-default": default} | {
-        f"anomstream-{arch}": dataclasses.replace(default, arch=arch) for arch in architectures.SERIES
+        f"anomstream-{arch}": dataclasses.replace(default, arch=arch) for arch in (architectures.IMAGES if images else architectures.SERIES)
     }
 
 

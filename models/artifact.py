@@ -146,6 +146,7 @@ class TrainingRecord(_Strict):
     steps_per_epoch: int | None = Field(default=None, ge=1)
     optimizer: str
     loss: str
+    input_noise: float = Field(default=0.0, ge=0)  # the tutorial's denoising: fixed noise on the inputs, clean targets
     seconds: float
     history: dict[str, list[float]]
 

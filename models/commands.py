@@ -258,17 +258,25 @@ def _example(model: Any, rows: data.Dataset, errors: np.ndarray, i: int, title: 
 
 
 def _report(directory: Path, summary: dict[str, Any], metadata: Any, model: Any, rows: data.Dataset, errors: np.ndarray) -> None:
-    from anomstream.models import report
+    from anomstream.models import pictures, report
     from anomstream.models.evaluate import Evaluation
+    from anomstream.models.shape import is_image
 
-    shown = []
-    normal = np.flatnonzero(rows.labels == 1)
-    if normal.size:
-        shown.append(_example(model, rows, errors, int(normal[0]), "A normal window"))
-    # A few windows the model flags, anomalies first, each with the range its explanation names shaded.
-    flagged = np.flatnonzero(errors > metadata.threshold.value)
-    for i in sorted(flagged.tolist(), key=lambda i: (rows.labels[i] != 0, i))[:3]:
-        shown.append(_example(model, rows, errors, i, "An anomalous window" if rows.labels[i] == 0 else "A flagged normal window"))
+    shown, drawn, merit_notes = [], [], []
+    if is_image(metadata.window_shape):  # the tutorial's pictures instead of the series plots
+        directory.mkdir(parents=True, exist_ok=True)
+        training = metadata.training
+        merit, drawn = pictures.figures(directory, model, rows.windows, training.input_noise, training.seed, report.can_plot())
+        summary["images"] = merit
+        merit_notes = pictures.notes(merit)
+    else:
+        normal = np.flatnonzero(rows.labels == 1)
+        if normal.size:
+            shown.append(_example(model, rows, errors, int(normal[0]), "A normal window"))
+        # A few windows the model flags, anomalies first, each with the range its explanation names shaded.
+        flagged = np.flatnonzero(errors > metadata.threshold.value)
+        for i in sorted(flagged.tolist(), key=lambda i: (rows.labels[i] != 0, i))[:3]:
+            shown.append(_example(model, rows, errors, i, "An anomalous window" if rows.labels[i] == 0 else "A flagged normal window"))
     report.write(
         directory,
         title=f"{metadata.name} {metadata.version} on {Path(summary['data']['path']).name} ({summary['split']['evaluated']})",
@@ -279,10 +287,13 @@ def _report(directory: Path, summary: dict[str, Any], metadata: Any, model: Any,
         thresholds={metadata.threshold.method: metadata.threshold.value},
         history=metadata.training.history,
         shown=shown,
+        pictures=drawn,
         notes=[
             f"Threshold: {metadata.threshold.method} {metadata.threshold.params}, fitted on {metadata.threshold.fitted_on} windows.",
             f"Architecture: {metadata.architecture.name} ({metadata.architecture.parameters} parameters), "
-            f"noise factor {metadata.architecture.noise_factor}, {metadata.training.epochs} epochs, seed {metadata.training.seed}.",
+            f"noise factor {metadata.architecture.noise_factor}, {metadata.training.epochs} epochs, seed {metadata.training.seed},"
+            f" loss {metadata.training.loss}" + (f", input noise {metadata.training.input_noise:g}." if metadata.training.input_noise else "."),
+            *merit_notes,
         ],
     )
     report.write_scores(directory / "scores.csv", rows.rows, rows.labels, errors, errors.astype(np.float64) > metadata.threshold.value)

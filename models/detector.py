@@ -120,8 +120,11 @@ class Detector:
                 found[row] = explanation
         return tuple(found)
 
-    def reconstruct(self, windows: Any) -> np.ndarray:
-        """Reconstructions in the normalised scale (for plots), with the inputs scaled alike by `normalise`."""
+    def reconstruct(self, windows: Any, scaled: bool = False) -> np.ndarray:
+        """Reconstructions in the normalised scale (for plots), with the inputs scaled alike by `normalise`;
+        `scaled`: the windows are in that scale already (a denoiser's noisy inputs)."""
+        if scaled:
+            return self._scorer.runtime.reconstruct(self.check(windows))
         return self._scorer.reconstruct(self.check(windows))
 
     def normalise(self, windows: Any) -> np.ndarray:

@@ -52,10 +52,10 @@ def _pyplot():  # noqa: ANN202 - matplotlib is an optional extra
 def training_curve(path: Path, history: Mapping[str, Sequence[float]]) -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
-    for key, label in (("loss", "training loss (normal windows)"), ("val_loss", "validation loss (test windows)")):
+    for key, label in (("loss", "training loss (normal windows)"), ("val_loss", "validation loss (held-out normal windows)")):
         if history.get(key):
             ax.plot(range(1, len(history[key]) + 1), history[key], label=label)
-    ax.set(xlabel="epoch", ylabel="mean absolute error", title="Training curve")
+    ax.set(xlabel="epoch", ylabel="loss", title="Training curve")
     ax.legend()
     _save(fig, path)
 
@@ -147,8 +147,10 @@ def write(
     history: Mapping[str, Sequence[float]] | None = None,
     shown: Sequence[Example] = (),
     notes: Sequence[str] = (),
+    pictures: Sequence[tuple[str, str]] = (),
 ) -> Path:
-    """Write the whole report; `summary` goes to report.json verbatim."""
+    """Write the whole report; `summary` goes to report.json verbatim. `pictures`: (caption, file) of figures
+    already drawn in `directory` (an image model's, models/pictures.py), shown after the others."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     figures: list[tuple[str, str]] = []
@@ -170,6 +172,7 @@ def write(
         if shown:
             examples(directory / "examples.png", shown)
             figures.append(("Windows and their reconstructions", "examples.png"))
+        figures += pictures
 
     (directory / "report.json").write_text(json.dumps(summary, indent=2) + "\n")
     (directory / "report.md").write_text(_markdown(title, evaluation, thresholds, figures, notes))

@@ -187,6 +187,7 @@ def train(dataset: Dataset, config: TrainConfig, on_epoch: EpochCallback | None 
             "steps_per_epoch": config.steps_per_epoch(len(fitted.fitted)),
             "optimizer": f"adam(lr={config.learning_rate:g})",
             "loss": config.loss,
+            "input_noise": config.input_noise,
             "seconds": round(fitted.seconds, 3),
             "history": fitted.history,
         },

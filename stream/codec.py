@@ -135,8 +135,9 @@ def shape_text(shape: Shape) -> str:
         channels, length = shape
         return f"{length} numbers" if channels == 1 else f"{channels} lists of {length} numbers (channel-major)"
     channels, height, width = shape
-    rows = f"{height} lists of {width} numbers (row-major)"
-    return rows if channels == 1 else f"{channels} lists of {rows[:-1]}, channel-major)"
+    if channels == 1:
+        return f"{height} lists of {width} numbers (row-major)"
+    return f"{channels} lists of {height} lists of {width} numbers (channel-major, then row-major)"
 
 
 def _binary_text(shape: Shape) -> str:

@@ -28,7 +28,7 @@ class ExplanationOut(msgspec.Struct, omit_defaults=True, gc=False):
     end: int
     share: float
     channel: int | None = None  # multi-channel models only
-    sample_errors: list[Any] | None = None  # --explain full: `length` errors, or `channels` lists of them as `values`
+    sample_errors: list[Any] | None = None  # --explain full: the errors nested as the input's `values` (models/explain.py)
 
 
 class Verdict(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):

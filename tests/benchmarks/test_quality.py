@@ -190,3 +190,20 @@ def test_pca_components() -> None:
     train = rng.normal(size=(50, 2)) * [10, 5] @ basis + rng.normal(scale=0.01, size=(50, 40))
     assert quality_methods.pca_components(train) == 2
     assert quality_methods.pca_components(train[:2]) == 1 and quality_methods.pca_components(train[:1]) == 0
+
+
+def test_the_digits_image_table_end_to_end(tmp_path: Path) -> None:
+    """The image table: digits split in half by class, each digit in turn normal; the image architectures are the
+    anomstream columns, and the baselines see every pixel. PCA separates one digit from the others well."""
+    out = tmp_path / "digits.json"
+    assert quality.main(["--datasets", "digits", "--seeds", "1", "--epochs-scale", "0.02", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    digits = result["datasets"]["digits"]
+    assert digits["shape"] == [1, 8, 8] and digits["train"] == 898 and digits["test"] == 899
+    assert set(digits["classes"]) == {str(d) for d in range(10)}
+    assert {"anomstream-default", "anomstream-dense", "anomstream-conv2d", "anomstream-basic", "anomstream-denoise"} <= set(result["methods"])
+    assert "anomstream-conv1d" not in result["methods"]
+    assert digits["classes"]["0"]["methods"]["anomstream-conv2d"]["same_as"] == "anomstream-default"
+    assert digits["roc_auc"]["pca"] > 0.9 and digits["roc_auc"]["knn"] > 0.9
+    with pytest.raises(SystemExit, match="digits is the image table: run it on its own"):
+        quality.main(["--datasets", "digits", "Coffee"])

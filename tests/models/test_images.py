@@ -148,3 +148,32 @@ def test_the_tutorial_denoiser_learns_to_remove_its_noise():
     denoised = result.scorer.runtime.reconstruct(corrupted)
     identity, after = float(((corrupted - clean) ** 2).mean()), float(((denoised - clean) ** 2).mean())
     assert after < 0.8 * identity, (after, identity)
+
+
+@pytest.mark.parametrize("preset, pictures", [("tutorial-basic", ["reconstructions.png"]), ("tutorial-denoise", ["reconstructions.png", "denoised.png"])])
+def test_the_tutorial_presets_write_the_tutorials_pictures_and_mse(tmp_path, capsys, preset, pictures):
+    from anomstream.cli import main
+    from anomstream.models.train import noisy
+
+    every_digit = ["--data", "digits", *(f"--normal-label={d}" for d in range(10))]
+    argv = ["train", *every_digit, "--preset", preset, "--epochs", "2", "--out", str(tmp_path / "model"), "--report", str(tmp_path / "report"), "--json"]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    report = (tmp_path / "report" / "report.md").read_text()
+    for picture in pictures:
+        assert (tmp_path / "report" / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({picture})" in report
+    assert "examples.png" not in report  # the series plots are not drawn for images
+    merit = json.loads((tmp_path / "report" / "report.json").read_text())["images"]
+
+    detector = anomstream.load(tmp_path / "model", runtime="tensorflow")
+    test = data.split(data.DataOptions(data="digits", normal_labels=tuple("0123456789")).load()[0], 0.2, 21).test.windows
+    clean = detector.normalise(test)
+    assert merit["reconstruction_mse"] == pytest.approx(float(((detector.reconstruct(test) - clean) ** 2).mean()), rel=1e-5)
+    assert f"Reconstruction MSE on these windows (normalised scale): {merit['reconstruction_mse']:.5f}." in report
+    if preset == "tutorial-denoise":
+        corrupted = noisy(clean, 0.2, summary["training"]["seed"])
+        assert merit["noisy_input_mse"] == pytest.approx(float(((corrupted - clean) ** 2).mean()), rel=1e-5)
+        assert f"the noisy input's own (the identity) {merit['noisy_input_mse']:.5f}" in report
+    else:
+        assert "noisy_input_mse" not in merit

@@ -383,3 +383,35 @@ def test_a_non_finite_sample_names_its_channel():
     window = [[0.5] * L, [0.5] * L, [0.5] * (L - 1) + [1e39]]
     batch = codec.decode_batch([js(id="a", values=window)], (3, L))
     assert [(bad.reason, bad.detail) for bad in batch.invalid] == [("non_finite", "channel 2 value 7 is inf, not a finite number.")]
+
+
+# -- image windows: (1, height, width) and (channels, height, width) --------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 4), (2, 3, 4)])
+def test_image_windows_decode_from_nested_rows_and_row_major_bodies(shape):
+    window = np.arange(np.prod(shape), dtype=np.float32).reshape(shape) / 10
+    batch = codec.decode_batch([Msg(codec.encode_window("j", window)), f32(window.ravel(), id="b")], shape)
+    assert not batch.invalid and batch.values.shape == (2, *shape)
+    np.testing.assert_array_equal(batch.values[0], window)
+    np.testing.assert_array_equal(batch.values[1], window)
+    expected_values = window[0].tolist() if shape[0] == 1 else window.tolist()
+    assert json.loads(codec.encode_window("j", window))["values"] == expected_values
+
+
+@pytest.mark.parametrize(
+    "shape, message, detail",
+    [
+        ((2, 3, 4), js(id="a", values=[[[0.5] * 4] * 3]), "values is 1 lists of 3 lists of 4 numbers; the model takes 2 lists of 3 lists of 4 numbers (channel-major, then row-major)."),
+        ((2, 3, 4), js(id="a", values=[[0.5] * 4] * 3), "values is 3 lists of 4 numbers; the model takes 2 lists of 3 lists of 4 numbers (channel-major, then row-major)."),
+        ((2, 3, 4), js(id="a", values=[[[0.5] * 4] * 3, [[0.5] * 4] * 2]), "values is 2 lists of lists of several shapes; the model takes 2 lists of 3 lists of 4 numbers (channel-major, then row-major)."),
+        ((1, 3, 4), js(id="a", values=[0.5] * 12), "values is 12 numbers; the model takes 3 lists of 4 numbers (row-major)."),
+        ((2, 3, 4), f32([0.5] * 12, id="b"), "the body holds 12 float32 values; the model takes 2 x 3 x 4 = 24 (channels x height x width, row-major)."),
+        ((2, 3, 4), f32([0.5] * 13 + [float("inf")] + [0.5] * 10, id="b"), "channel 1 row 0 column 1 is inf, not a finite number."),
+    ],
+)
+def test_a_wrong_image_is_one_sentence_naming_both_shapes(shape, message, detail):
+    batch = codec.decode_batch([message], shape)
+    assert [(bad.reason, bad.detail) for bad in batch.invalid] == [
+        (codec.NON_FINITE if "finite" in detail else codec.WRONG_LENGTH, detail)
+    ]
