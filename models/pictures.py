@@ -37,7 +37,9 @@ def image_rows(path: Path, rows: list[tuple[str, np.ndarray]], title: str) -> No
     _save(fig, path)
 
 
-def figures(directory: Path, detector: Any, windows: np.ndarray, input_noise: float, seed: int, plot: bool) -> tuple[dict[str, float], list[tuple[str, str]]]:
+def figures(
+    directory: Path, detector: Any, windows: np.ndarray, input_noise: float, seed: int, plot: bool
+) -> tuple[dict[str, float], list[tuple[str, str]]]:
     """The figures of merit of an image model on `windows` (raw), and the pictures written to `directory`."""
     from anomstream.models.train import noisy
 
@@ -46,7 +48,8 @@ def figures(directory: Path, detector: Any, windows: np.ndarray, input_noise: fl
     merit = {"reconstruction_mse": float(((rebuilt - clean) ** 2).mean())}
     drawn: list[tuple[str, str]] = []
     if plot:
-        image_rows(directory / "reconstructions.png", [("original", clean[:SHOWN]), ("reconstructed", rebuilt[:SHOWN])], "Originals over reconstructions")
+        rows = [("original", clean[:SHOWN]), ("reconstructed", rebuilt[:SHOWN])]
+        image_rows(directory / "reconstructions.png", rows, "Originals over reconstructions")
         drawn.append(("Originals over reconstructions", "reconstructions.png"))
     if input_noise > 0:
         corrupted = noisy(clean, input_noise, seed)

@@ -30,14 +30,6 @@ def text(shape: Shape) -> str:
     return f"{' x '.join(str(int(d)) for d in shape)} ({names})"
 
 
-def check(shape: Any) -> Shape:
-    """A window shape as ints, or one sentence why it is not one."""
-    dims = tuple(int(d) for d in shape)
-    if len(dims) not in (2, 3) or dims[0] < 1 or min(dims[1:]) < 2:
-        raise ValueError(f"a window of {' x '.join(map(str, dims))} is not (channels, length) or (channels, height, width) with 2 or more samples per axis")
-    return dims
-
-
 def of_input(input_shape: Any) -> Shape:
     """A model's window shape from its input shape: (batch, channels, ...), or (batch, length) for the
     one-channel models of artifact schemas 1 to 3."""

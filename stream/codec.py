@@ -24,7 +24,7 @@ import msgspec
 import numpy as np
 
 from anomstream.models.shape import Shape
-from anomstream.stream import json_keys
+from anomstream.stream import json_keys, wire_shapes
 from anomstream.stream.reasons import (  # noqa: F401 (the vocabulary is the codec's public contract too)
     BAD_BINARY,
     BAD_SCHEMA,
@@ -124,32 +124,6 @@ class Batch:
     invalid: list[Invalid]
 
 
-def depth(shape: Shape) -> int:
-    """How deep a window's JSON `values` nests: the window's axes, less the channel axis of a one-channel model."""
-    return len(shape) - 1 if shape[0] == 1 else len(shape)
-
-
-def shape_text(shape: Shape) -> str:
-    """A window shape as the wire contract spells it."""
-    if len(shape) == 2:
-        channels, length = shape
-        return f"{length} numbers" if channels == 1 else f"{channels} lists of {length} numbers (channel-major)"
-    channels, height, width = shape
-    if channels == 1:
-        return f"{height} lists of {width} numbers (row-major)"
-    return f"{channels} lists of {height} lists of {width} numbers (channel-major, then row-major)"
-
-
-def _binary_text(shape: Shape) -> str:
-    """What a float32 body of `shape` holds, for the wrong-length sentence."""
-    if len(shape) == 2:
-        channels, length = shape
-        return f"{length}" if channels == 1 else f"{channels} x {length} = {channels * length} (channels x samples, channel-major)"
-    names = "height x width" if shape[0] == 1 else "channels x height x width"
-    dims = shape[1:] if shape[0] == 1 else shape
-    return f"{' x '.join(map(str, dims))} = {math.prod(shape)} ({names}, row-major)"
-
-
 def decode_batch(messages: list[Message], window_shape: Shape) -> Batch:
     """Decode every message; the samples become one (n, *window_shape) array, and non-finite ones are caught
     for all at once."""
@@ -172,20 +146,12 @@ def decode_batch(messages: list[Message], window_shape: Shape) -> Batch:
     finite = np.isfinite(values).all(axis=tuple(range(1, values.ndim)))
     if not finite.all():
         for index in np.flatnonzero(~finite):
-            where = tuple(int(i) for i in np.argwhere(~np.isfinite(values[index]))[0])
-            invalid.append(
-                Invalid(windows[index].message, NON_FINITE, f"{_where(where, window_shape)} is {values[index][where]}, not a finite number.")
-            )
+            place = tuple(int(i) for i in np.argwhere(~np.isfinite(values[index]))[0])
+            detail = f"{wire_shapes.where(place, window_shape)} is {values[index][place]}, not a finite number."
+            invalid.append(Invalid(windows[index].message, NON_FINITE, detail))
         windows = [w for w, ok in zip(windows, finite) if ok]
         values = values[finite]
     return Batch(windows, values, invalid)
-
-
-def _where(index: tuple[int, ...], shape: Shape) -> str:
-    """A sample's place in words: `value 3`, `channel 1 value 3`, `row 2 column 5`, `channel 1 row 2 column 5`."""
-    channel, *place = index
-    named = f"value {place[0]}" if len(place) == 1 else f"row {place[0]} column {place[1]}"
-    return named if shape[0] == 1 else f"channel {channel} {named}"
 
 
 def _matrix(rows: list[list[float] | bytes], window_shape: Shape) -> np.ndarray:
@@ -253,7 +219,7 @@ def _last(headers: list[tuple[str, bytes | None]], name: str) -> bytes | None:
 
 
 def _decode_json(message: Message, body: bytes, window_shape: Shape) -> tuple[Window, list[float]]:
-    nesting = depth(window_shape)
+    nesting = wire_shapes.depth(window_shape)
     try:
         parsed = _decoders[nesting].decode(body)
     except msgspec.ValidationError as exc:
@@ -271,35 +237,14 @@ def _decode_json(message: Message, body: bytes, window_shape: Shape) -> tuple[Wi
         if len(values) != window_shape[-1]:
             raise Bad(WRONG_LENGTH, f"values has {len(values)} numbers; the model takes {window_shape[-1]}.")
     else:
-        if not _fits(values, window_shape[-nesting:]):
-            raise Bad(WRONG_LENGTH, f"values is {_shape_of(values)}; the model takes {shape_text(window_shape)}.")
+        if not wire_shapes.fits(values, window_shape[-nesting:]):
+            raise Bad(WRONG_LENGTH, f"values is {wire_shapes.shape_of(values)}; the model takes {wire_shapes.shape_text(window_shape)}.")
         for _ in range(nesting - 1):
             values = list(itertools.chain.from_iterable(values))
     label = _label(parsed.label)
     if parsed.run is not None and not parsed.run:
         raise Bad(BAD_SCHEMA, "the run is empty.")
     return Window(message, parsed.id, parsed.source, parsed.ts, label, parsed.run), values
-
-
-def _fits(values: list[Any], dims: Shape) -> bool:
-    """Whether nested lists have exactly the lengths `dims`, outermost first."""
-    if len(values) != dims[0]:
-        return False
-    return len(dims) == 1 or all(_fits(inner, dims[1:]) for inner in values)
-
-
-def _shape_of(values: Any) -> str:
-    """How a received `values` is shaped, in words (cold path: a wrong-shape dead letter)."""
-    if not isinstance(values, list):
-        return f"a {type(values).__name__}"
-    if values and all(isinstance(v, list) for v in values):
-        if any(v and all(isinstance(u, list) for u in v) for v in values):  # a level deeper: describe its parts
-            inner = sorted({_shape_of(v) for v in values})
-            return f"{len(values)} lists of {inner[0] if len(inner) == 1 else 'lists of several shapes'}"
-        lengths = sorted({len(v) for v in values})
-        inner = f"{lengths[0]} numbers" if len(lengths) == 1 else f"{lengths[0]} to {lengths[-1]} numbers"
-        return f"{len(values)} lists of {inner}"
-    return f"{len(values)} numbers"
 
 
 def _explain_invalid(body: bytes, exc: msgspec.ValidationError, window_shape: Shape) -> tuple[str, str]:
@@ -317,22 +262,10 @@ def _explain_invalid(body: bytes, exc: msgspec.ValidationError, window_shape: Sh
             values = _loose.decode(body).get("values")
         except (msgspec.DecodeError, AttributeError, RecursionError):
             values = None
-        received = _depth_of(values)
-        if received is not None and received != depth(window_shape):
-            return WRONG_LENGTH, f"values is {_shape_of(values)}; the model takes {shape_text(window_shape)}."
+        received = wire_shapes.depth_of(values)
+        if received is not None and received != wire_shapes.depth(window_shape):
+            return WRONG_LENGTH, f"values is {wire_shapes.shape_of(values)}; the model takes {wire_shapes.shape_text(window_shape)}."
     return BAD_SCHEMA, f"{text}."
-
-
-def _depth_of(values: Any) -> int | None:
-    """How deep a received `values` nests, when it is lists down to numbers at one depth; else None."""
-    if not isinstance(values, list) or not values:
-        return None
-    if all(type(v) in (int, float) for v in values):
-        return 1
-    if all(isinstance(v, list) for v in values):
-        inner = {_depth_of(v) for v in values}
-        return 1 + inner.pop() if len(inner) == 1 and None not in inner else None
-    return None
 
 
 def _explain_not_json(body: bytes, exc: Exception) -> tuple[str, str]:
@@ -359,7 +292,7 @@ def _decode_f32(
     if len(body) % 4:
         raise Bad(BAD_BINARY, f"a float32 body must be a multiple of 4 bytes; this one is {len(body)}.")
     if len(body) != 4 * math.prod(window_shape):
-        raise Bad(WRONG_LENGTH, f"the body holds {len(body) // 4} float32 values; the model takes {_binary_text(window_shape)}.")
+        raise Bad(WRONG_LENGTH, f"the body holds {len(body) // 4} float32 values; the model takes {wire_shapes.binary_text(window_shape)}.")
     # One pass, no dict (measured ~1 us a window less); the last of a repeated header counts, as in `_last`.
     raw_id = raw_source = raw_ts = raw_label = raw_run = None
     for name, value in headers:
