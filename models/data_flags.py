@@ -24,7 +24,7 @@ def add_data_flags(parser: argparse.ArgumentParser, skip_bad_rows: bool = False)
         choices=["auto", *LAYOUTS],
         default="auto",
         help="tutorial: samples then label, comma-separated; ucr: label then samples, tab or comma; npz: arrays `windows`"
-        " (n, length) or (n, channels, length) and `labels`; series: a CSV with a header, a column per channel and"
+        " (n, length), (n, channels, length) or images (n, channels, height, width) and `labels`; series: a CSV with a header, a column per channel and"
         " optionally `label`, cut by --window/--stride; auto decides from the extension and content and says so (default: auto)",
     )
     group.add_argument(

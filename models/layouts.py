@@ -2,7 +2,8 @@
 
 - `tutorial`: the samples, then the label, comma-separated (the TensorFlow tutorial's ECG5000).
 - `ucr`: the UCR archive's: the label, then the samples, tab- or comma-separated (`*_TRAIN.tsv`).
-- `npz`: numpy's archive with `windows` (n, length) or (n, channels, length) and `labels` (n,).
+- `npz`: numpy's archive with `windows` (n, length) or (n, channels, length), or images
+  (n, channels, height, width), and `labels` (n,).
 - `series`: a long CSV with a header, one column per channel and optionally `label` per sample,
   cut into windows by `--window` and `--stride` (models/data.py).
 
@@ -210,17 +211,21 @@ def read_npz(path: Path, raw: bytes, drop_nan: bool) -> Table:
         raise DataError(f"{path} is not a readable numpy archive ({exc}).") from None
     if windows.ndim == 2:
         windows = windows[:, None, :]
-    if windows.ndim != 3 or windows.shape[0] == 0 or windows.shape[2] < 2:
-        raise DataError(f"{path}: windows have shape {windows.shape}; expected (n, length) or (n, channels, length).")
+    if windows.ndim not in (3, 4) or windows.shape[0] == 0 or min(windows.shape[2:]) < 2:
+        raise DataError(
+            f"{path}: windows have shape {windows.shape}; expected (n, length), (n, channels, length) or, for images,"
+            " (n, channels, height, width)."
+        )
     if labels.shape != (windows.shape[0],):
         raise DataError(f"{path}: labels have shape {labels.shape}; expected ({windows.shape[0]},), one per window.")
     if windows.dtype.kind not in "biuf":
         raise DataError(f"{path}: windows of dtype {windows.dtype} are not numbers.")
     values = windows.astype(np.float32)
-    bad = ~np.isfinite(values).all(axis=(1, 2))
+    axes = tuple(range(1, values.ndim))
+    bad = ~np.isfinite(values).all(axis=axes)
     keep = np.ones(len(values), bool)
     if bad.any():
-        nan_only = np.isnan(values).any(axis=(1, 2)) & ~np.isinf(values).any(axis=(1, 2))
+        nan_only = np.isnan(values).any(axis=axes) & ~np.isinf(values).any(axis=axes)
         if not (drop_nan and not (bad & ~nan_only).any()):
             row = int(np.flatnonzero(bad)[0])
             raise DataError(

@@ -177,3 +177,18 @@ def test_the_tutorial_presets_write_the_tutorials_pictures_and_mse(tmp_path, cap
         assert f"the noisy input's own (the identity) {merit['noisy_input_mse']:.5f}" in report
     else:
         assert "noisy_input_mse" not in merit
+
+
+def test_an_npz_of_images_reads_as_image_windows(tmp_path):
+    """A user's own images (spectrogram frames, say) come as an .npz of (n, channels, height, width)."""
+    rng = np.random.default_rng(4)
+    frames = rng.random((40, 2, 6, 10)).astype(np.float32)
+    np.savez(tmp_path / "frames.npz", windows=frames, labels=np.where(np.arange(40) % 4, "ok", "fault"))
+    dataset = data.load(tmp_path / "frames.npz", normal_labels=["ok"])
+    assert dataset.window_shape == (2, 6, 10) and dataset.labels.sum() == 30
+    np.testing.assert_array_equal(dataset.windows, frames)
+    result = train(dataset, TrainConfig(arch="conv", epochs=1, batch_size=8))
+    assert result.metadata_fields["architecture"]["name"] == "conv2d" and result.scorer.channel_errors(frames).shape == (40, 2)
+    np.savez(tmp_path / "bad.npz", windows=np.zeros((3, 1, 1, 5)), labels=np.zeros(3))
+    with pytest.raises(DataError, match=r"windows have shape \(3, 1, 1, 5\); expected .* or, for images, \(n, channels, height, width\)\."):
+        data.load(tmp_path / "bad.npz", normal_labels=["0"])
