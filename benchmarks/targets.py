@@ -11,11 +11,12 @@ from typing import Any
 from anomstream.benchmarks.config import FORMATS, MODES
 
 
-def throughput_rate(result: dict[str, Any], variant: str, fmt: str, mode: str) -> float | None:
-    """The median windows/s of one throughput run, or None when it was not measured."""
+def throughput_rate(result: dict[str, Any], variant: str, fmt: str, mode: str, steady: bool = False) -> float | None:
+    """The median windows/s of one throughput run (`steady`: between 10% and 90% committed), or None when it was
+    not measured."""
     for row in result.get("throughput", {}).get("runs", []):
         if (row["variant"], row["format"], row["delivery"]) == (variant, fmt, mode):
-            return row["windows_per_s"]
+            return row["windows_per_s_10_90" if steady else "windows_per_s"]
     return None
 
 
@@ -42,6 +43,13 @@ def ratios(result: dict[str, Any]) -> dict[str, float | None]:
         found[f"json {mode}: msgspec worker / stdlib-json worker"] = ratio(
             throughput_rate(result, "worker", "json", mode), throughput_rate(result, "worker-stdlib-json", "json", mode)
         )
+        # Quix Streams runs on LiteRT: against the worker on LiteRT, on the same clock (and the steady 10-90% rates)
+        found[f"json {mode}: worker (litert) / quixstreams"] = ratio(
+            throughput_rate(result, "worker-litert", "json", mode), throughput_rate(result, "quixstreams", "json", mode)
+        )
+        found[f"json {mode}: worker (litert) / quixstreams, 10-90%"] = ratio(
+            throughput_rate(result, "worker-litert", "json", mode, steady=True), throughput_rate(result, "quixstreams", "json", mode, steady=True)
+        )
     return {k: v for k, v in found.items() if v is not None}
 
 
@@ -63,6 +71,9 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
             json_rate = throughput_rate(result, variant, "json", mode)
             add(f"json {mode}{label}: >= 40k windows/s", json_rate, 40_000, unit="windows/s")
             add(f"json {mode}{label}: >= 1000 x naive", round(json_rate / naive, 1) if json_rate and naive else None, 1000, unit="x")
+    for mode in MODES:
+        worker, peer = throughput_rate(result, "worker-litert", "json", mode), throughput_rate(result, "quixstreams", "json", mode)
+        add(f"json {mode} (litert): >= 4 x Quix Streams", round(worker / peer, 2) if worker and peer else None, 4, unit="x")
     for row in result.get("latency", {}).get("runs", []):
         if row["offered_rate"] == 10_000:
             goal = 25 if row["delivery"] == "at-least-once" else 100

@@ -3,7 +3,8 @@
 - **throughput**: a pre-produced backlog of N windows per input format (JSON, float32),
   drained by a fresh consumer group per run, for each variant x format x delivery mode:
   the worker (on TensorFlow: `worker`; on LiteRT: `worker-litert`); the passthrough ceiling
-  (same loop, no decode, no model); the worker with stdlib `json` decoding. Time runs from the first message the worker's consumer hands
+  (same loop, no decode, no model); the worker with stdlib `json` decoding; Quix Streams doing the same job
+  on LiteRT (benchmarks/quix.py, a process of its own). Time runs from the first message the worker's consumer hands
   over (a wrapper around its `consume`) to the moment the group's committed offsets,
   polled every 20 ms from the group coordinator, reach the end of the backlog. Runs are
   interleaved across repetitions; the median is reported.
@@ -16,13 +17,14 @@ per-stage timings can be read from its metrics here.
 from __future__ import annotations
 
 import logging
+import subprocess
 import threading
 import time
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 from anomstream import console
-from anomstream.benchmarks import procs
+from anomstream.benchmarks import procs, quix
 from anomstream.benchmarks.backlog import CommittedOffsets, end_offsets, wait_committed
 from anomstream.benchmarks.config import FORMATS, MODES
 from anomstream.benchmarks.stats import median, slope
@@ -44,11 +46,17 @@ def run(bench: Bench) -> None:
     workers = [WORKER_VARIANTS[runtime] for runtime in c.runtimes]
     plan = [(variant, fmt, mode) for variant in (*workers, "passthrough") for fmt in FORMATS for mode in MODES]
     plan += [("worker-stdlib-json", "json", mode) for mode in MODES]  # on the first runtime, like the latency phase
+    quix_python = _quix_environment(bench)
+    if quix_python is not None:
+        plan += [(quix.VARIANT, "json", mode) for mode in MODES]
     runs: dict[tuple[str, str, str], list[dict[str, Any]]] = {key: [] for key in plan}
     for repeat in range(c.repeats):
         for variant, fmt, mode in plan:
             log.info("throughput %d/%d: %s, %s, %s", repeat + 1, c.repeats, variant, fmt, mode)
-            runs[(variant, fmt, mode)].append(_drain_in_process(bench, variant, fmt, mode, repeat))
+            if variant == quix.VARIANT:
+                runs[(variant, fmt, mode)].append(quix.drain(bench, quix_python, mode, repeat))
+            else:
+                runs[(variant, fmt, mode)].append(_drain_in_process(bench, variant, fmt, mode, repeat))
     rows = []
     for (variant, fmt, mode), repeats in runs.items():
         rates = [r["windows_per_s"] for r in repeats]
@@ -69,6 +77,19 @@ def run(bench: Bench) -> None:
         "commit_interval_ms": "the worker's --commit-interval-ms default (100) in both modes",
         "runs": rows,
     }
+
+
+def _quix_environment(bench: Bench) -> Any:
+    """Quix Streams' Python, or None (noted) when its environment cannot be made or the artifact has no model.tflite."""
+    if "litert" not in bench.config.runtimes:
+        bench.result["notes"].append("quixstreams not measured: it runs the artifact on LiteRT, which is not among --runtimes")
+        return None
+    try:
+        return quix.environment()
+    except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:
+        bench.result["notes"].append(f"quixstreams not measured: {exc}")
+        log.warning("quixstreams not measured: %s", exc)
+        return None
 
 
 def _drain_in_process(bench: Bench, variant: str, fmt: str, mode: str, repeat: int) -> dict[str, Any]:

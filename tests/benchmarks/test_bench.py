@@ -25,7 +25,7 @@ VARIANTS = {
     for variant in ("worker", "worker-litert", "passthrough")
     for fmt in ("json", "f32")
     for mode in ("exactly-once", "at-least-once")
-} | {("worker-stdlib-json", "json", mode) for mode in ("exactly-once", "at-least-once")}
+} | {(variant, "json", mode) for variant in ("worker-stdlib-json", "quixstreams") for mode in ("exactly-once", "at-least-once")}
 
 
 class FakeMessage:
@@ -130,6 +130,9 @@ def test_ci_sized_bench_runs_every_phase(kafka_broker, ecg_artifact: Path) -> No
     for row in runs:
         assert row["windows_per_s"] > 0
         for repeat in row["repeats"]:
+            if row["variant"] == "quixstreams":  # a process of its own: it says how many verdicts it produced
+                assert repeat["verdicts"] == windows and repeat["seconds"] > 0
+                continue
             assert repeat["consumed"] == windows and repeat["invalid"] == 0
             assert repeat["scored"] == (0 if row["variant"] == "passthrough" else windows)
             assert repeat["seconds"] > 0 and len(repeat["loadavg"]) == 3
@@ -160,8 +163,10 @@ def test_ci_sized_bench_runs_every_phase(kafka_broker, ecg_artifact: Path) -> No
 
     assert result["ratios"] and result["targets"]
     assert "json exactly-once: worker (litert) / passthrough" in result["ratios"]
+    assert {f"json {mode}: worker (litert) / quixstreams" for mode in ("exactly-once", "at-least-once")} <= set(result["ratios"])
     names = {t["target"] for t in result["targets"]}
     assert "f32 exactly-once (litert): >= 100k windows/s" in names
+    assert {f"json {mode} (litert): >= 4 x Quix Streams" for mode in ("exactly-once", "at-least-once")} <= names
     # A drain this short can fit the second half in one 100 ms RSS sample: growth is then unmeasured (no target),
     # never made up. When measured, each RSS target names its runtime.
     rss = {name for name in names if name.startswith("RSS flat")}
@@ -171,6 +176,7 @@ def test_ci_sized_bench_runs_every_phase(kafka_broker, ecg_artifact: Path) -> No
 
     text = markdown(result)
     assert "| worker-litert | f32 | exactly-once |" in text and "Start-up on litert to /readyz 200:" in text
+    assert "| quixstreams | json | exactly-once |" in text
 
 
 @pytest.mark.integration
