@@ -16,6 +16,7 @@ import numpy as np
 from anomstream.errors import AnomstreamError, ArtifactError
 from anomstream.models import artifact, detector
 from anomstream.models.detector import Detector
+from anomstream.models.shape import Shape, text
 from anomstream.stream import metrics
 
 log = logging.getLogger("anomstream.model")
@@ -30,15 +31,12 @@ def _stamp(directory: Path) -> tuple[int, int] | None:
 
 
 def load_checked(
-    directory: Path, warm_batch: int, window_shape: tuple[int, int] | None = None, runtime: str = "tensorflow", threads: int = 1
+    directory: Path, warm_batch: int, window_shape: Shape | None = None, runtime: str = "tensorflow", threads: int = 1
 ) -> Detector:
     """Load on `runtime`, check against the serving model's window shape, and warm the model up."""
     loaded = detector.load(directory, runtime, threads)
     if window_shape is not None and loaded.window_shape != window_shape:
-        raise ArtifactError(
-            f"{directory} takes windows of {loaded.window_shape[0]} x {loaded.window_shape[1]} (channels x samples),"
-            f" the serving model {window_shape[0]} x {window_shape[1]}: refused."
-        )
+        raise ArtifactError(f"{directory} takes windows of {text(loaded.window_shape)}, the serving model {text(window_shape)}: refused.")
     canary = loaded.score(np.zeros((warm_batch, *loaded.window_shape), dtype=np.float32))
     if not np.isfinite(canary.errors).all():
         raise ArtifactError(f"{directory} gives non-finite errors on a canary batch: refused.")
