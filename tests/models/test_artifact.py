@@ -110,12 +110,12 @@ def test_garbage_model_file_with_matching_hash(copy):
 
 def test_window_length_disagreement_is_refused(copy):
     edit_json(copy, lambda meta: meta.update(window_length=140))
-    with pytest.raises(ArtifactError, match=r"is inconsistent: model.keras takes windows of 1 x 32 \(channels x samples\), model.json says 1 x 140\."):
+    with pytest.raises(ArtifactError, match=r"is inconsistent: model.keras takes windows of 1 x 32 \(channels x samples\), model.json says 1 x 140 \(channels x samples\)\."):
         artifact.load(copy)
     edit_json(copy, lambda meta: meta.update(window_length=32, channels=2, normalisation={**meta["normalisation"], "minimum": [0.0] * 2, "maximum": [1.0] * 2}))
-    with pytest.raises(ArtifactError, match=r"model.keras takes windows of 1 x 32 \(channels x samples\), model.json says 2 x 32\."):
+    with pytest.raises(ArtifactError, match=r"model.keras takes windows of 1 x 32 \(channels x samples\), model.json says 2 x 32 \(channels x samples\)\."):
         artifact.load(copy)
-    with pytest.raises(ArtifactError, match=r"model.tflite takes windows of 1 x 32 \(channels x samples\), model.json says 2 x 32\."):
+    with pytest.raises(ArtifactError, match=r"model.tflite takes windows of 1 x 32 \(channels x samples\), model.json says 2 x 32 \(channels x samples\)\."):
         artifact.scorer(copy, "litert")
 
 
