@@ -1,6 +1,7 @@
 """The latency phase: how long a window takes from `produce()` to a verdict a reader can see, at a fixed rate.
 
-The worker runs as a process (`python -m anomstream worker`), a load generator process
+The worker runs as a process (`python -m anomstream worker`), and then the passthrough (the same loop, flags
+and clients, no decode, no model: the broker's and the client's own latency) at the same rates; a load generator process
 (`python -m anomstream.benchmarks.loadgen`) offers a fixed rate, and a read_committed reader here
 takes the verdicts; latency is reader arrival (wall clock) minus the `ts` set just
 before `produce()`. The verdict's Kafka timestamp (when the worker produced it, before
@@ -38,6 +39,8 @@ class _Verdict(msgspec.Struct):
 
 
 _verdict = msgspec.json.Decoder(_Verdict)
+# What runs under the offered rate: the worker, and the passthrough (the same loop and flags, no decode, no model).
+VARIANTS = {"worker": ("anomstream", "worker"), "passthrough": ("anomstream.benchmarks.variants",)}
 
 
 def run(bench: Bench) -> None:
@@ -53,33 +56,39 @@ def run(bench: Bench) -> None:
         elif c.latency_half_max:
             bench.result["notes"].append(f"latency {mode}: no throughput measured, so no 50%-of-max rate.")
         for max_wait in c.latency_max_wait_ms:
-            rows += _latency_worker(bench, mode, max_wait, rates, arrays, best)
+            for variant in VARIANTS:  # the passthrough at the same rates, right after: the broker's own latency
+                rows += _latency_worker(bench, mode, max_wait, rates, arrays, best, variant)
     bench.result["latency"] = {
         "end_to_end": "arrival at a read_committed reader (wall clock after poll) minus the input's ts (time.time() "
         "just before produce; the producer's linger.ms 5 included)",
         "verdict_produced": "the verdict's Kafka CreateTime (when the worker produced it, before its commit) minus ts",
         "warmup_s": 0.5,
         "format": "json",
+        "passthrough": "benchmarks/variants.py EchoPassthroughWorker as a process: the worker's loop, clients and flags, a"
+        " verdict-sized record carrying each input's id and ts, no decode, no model",
         "runs": rows,
     }
 
 
-def _latency_worker(bench: Bench, mode: str, max_wait: int, rates: list[float], arrays: Path, best: float | None) -> list[dict[str, Any]]:
+def _latency_worker(
+    bench: Bench, mode: str, max_wait: int, rates: list[float], arrays: Path, best: float | None, variant: str = "worker"
+) -> list[dict[str, Any]]:
     from confluent_kafka import Consumer, TopicPartition
 
-    topic = bench.topics.create(f"lat-{mode[:2]}-{max_wait}-input")
-    outputs = bench.topics.outputs(f"lat-{mode[:2]}-{max_wait}")
-    group = f"bench-{bench.run_id}-lat-{mode}-{max_wait}"
-    worker = procs.WorkerProcess.with_flags(bench.worker_args(topic, outputs, group, mode, max_wait))
+    stem = f"lat-{variant[:4]}-{mode[:2]}-{max_wait}"
+    topic = bench.topics.create(f"{stem}-input")
+    outputs = bench.topics.outputs(stem)
+    group = f"bench-{bench.run_id}-{stem}"
+    worker = procs.WorkerProcess.with_flags(bench.worker_args(topic, outputs, group, mode, max_wait), program=VARIANTS[variant])
     reader = clients.create(Consumer, {**bench.kafka, "group.id": f"bench-lat-reader-{uuid.uuid4().hex[:6]}", "enable.auto.commit": False,
                        "isolation.level": "read_committed", "fetch.wait.max.ms": 10})  # fmt: skip
     reader.assign([TopicPartition(outputs["scores"], 0, 0)])
     rows = []
     try:
-        log.info("latency %s, --max-wait-ms %d: starting the worker process", mode, max_wait)
+        log.info("latency %s, --max-wait-ms %d: starting the %s process", mode, max_wait, variant)
         worker.ready_steps()
         for rate in rates:
-            rows.append(_latency_run(bench, worker, reader, topic, mode, max_wait, rate, arrays, best))
+            rows.append({"variant": variant, **_latency_run(bench, worker, reader, topic, mode, max_wait, rate, arrays, best)})
     finally:
         reader.close()
         code = worker.stop()

@@ -136,13 +136,14 @@ class WorkerProcess:
         self._temporary_log = False
 
     @classmethod
-    def with_flags(cls, flags: list[str]) -> WorkerProcess:
-        """`python -m anomstream worker FLAGS` with its metrics on 127.0.0.1 and a free port, its output in a temporary
-        file that :meth:`cleanup` removes (the bench's workers)."""
+    def with_flags(cls, flags: list[str], program: tuple[str, ...] = ("anomstream", "worker")) -> WorkerProcess:
+        """`python -m anomstream worker FLAGS` (or another `program` taking the worker's flags: the latency phase's
+        passthrough) with its metrics on 127.0.0.1 and a free port, its output in a temporary file that
+        :meth:`cleanup` removes (the bench's workers)."""
         port = free_port()
         handle, name = tempfile.mkstemp(prefix="bench-worker-", suffix=".log")
         os.close(handle)
-        command = [sys.executable, "-m", "anomstream", "worker", *flags, "--metrics-host", "127.0.0.1", "--metrics-port", str(port)]
+        command = [sys.executable, "-m", *program, *flags, "--metrics-host", "127.0.0.1", "--metrics-port", str(port)]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         worker = cls(command, Path(name), port, env=env, stdout=Path(name))
         worker._temporary_log = True

@@ -66,11 +66,11 @@ def markdown(result: dict[str, Any]) -> str:
     if latency:
         out.append("Latency, JSON input: produce `ts` → verdict at a read_committed reader (and → the verdict's Kafka "
                    "timestamp, i.e. produced by the worker, before any commit), ms:\n")  # fmt: skip
-        out.append("| delivery | --max-wait-ms | offered/s | achieved/s | p50 | p95 | p99 | p50 / p99 produced | load (1 min) |")
-        out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+        out.append("| variant | delivery | --max-wait-ms | offered/s | achieved/s | p50 | p95 | p99 | p50 / p99 produced | load (1 min) |")
+        out.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
         for r in latency["runs"]:
             flag = " †" if r.get("note") else ""
-            out.append(f"| {r['delivery']} | {r['max_wait_ms']} | {_n(r['offered_rate'])}{flag} | {_n(r['achieved_rate'])} | "
+            out.append(f"| {r.get('variant', 'worker')} | {r['delivery']} | {r['max_wait_ms']} | {_n(r['offered_rate'])}{flag} | {_n(r['achieved_rate'])} | "
                        f"{_n(r['p50_ms'], 1)} | {_n(r['p95_ms'], 1)} | {_n(r['p99_ms'], 1)} | "
                        f"{_n(r['verdict_produced']['p50_ms'], 1)} / {_n(r['verdict_produced']['p99_ms'], 1)} | {r['loadavg'][0]:.1f} |")  # fmt: skip
         if any(r.get("note") for r in latency["runs"]):

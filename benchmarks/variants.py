@@ -9,6 +9,8 @@
   standard library's `json` (same checks, same reasons) while the block runs. It
   patches the module attribute that `codec._decode` looks up on every message, so the
   worker's own `decode_batch` uses it; only one worker may run in the process then.
+- `EchoPassthroughWorker`: the passthrough the latency phase runs as a process (`passthrough_process`), whose
+  records carry each input's id and ts, so a reader can time it as it times the worker.
 - `naive()`: the tutorial's way, one `model.predict` per message in a plain
   consume -> predict -> produce loop (auto-commit), on a few hundred messages.
 """
@@ -24,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from anomstream.stream import clients, codec, metrics
@@ -31,6 +34,7 @@ from anomstream.stream.delivery import Record
 from anomstream.stream.worker import Worker
 
 log = logging.getLogger("anomstream.bench")
+_encoder = msgspec.json.Encoder()
 
 
 class _FirstConsume:
@@ -79,12 +83,11 @@ class TimedWorker(Worker):
 class PassthroughWorker(TimedWorker):
     """Consume -> produce -> commit with the worker's own loop and clients; no decode, no model."""
 
-    PAYLOAD = codec.encode_json(
-        {"id": "bench-000000", "source": "bench-s0", "ts": 1764200000.125, "label": 1, "error": 0.0412,
-         "threshold": 0.0324, "score": 1.27, "anomaly": True,
-         "model": {"name": "ecg-dense", "version": "20261127T064727Z-d4bbde3a", "sha256": "0" * 64},
-         "input": {"topic": "bench-json-input", "partition": 0, "offset": 123456}, "scored_at": 1764200000.140}
-    )  # fmt: skip
+    VERDICT = {"id": "bench-000000", "source": "bench-s0", "ts": 1764200000.125, "label": 1, "error": 0.0412,
+               "threshold": 0.0324, "score": 1.27, "anomaly": True,
+               "model": {"name": "ecg-dense", "version": "20261127T064727Z-d4bbde3a", "sha256": "0" * 64},
+               "input": {"topic": "bench-json-input", "partition": 0, "offset": 123456}, "scored_at": 1764200000.140}  # fmt: skip
+    PAYLOAD = codec.encode_json(VERDICT)
 
     def process(self, messages: list[Any]) -> None:
         if not messages:
@@ -95,6 +98,49 @@ class PassthroughWorker(TimedWorker):
         self.delivery.send(records, self.next_offsets(messages), metrics.BatchTally(len(messages), 0, 0, nothing, nothing))
         self.batches += 1
         self.consumed += len(messages)
+
+
+class _IdTs(msgspec.Struct):
+    id: str
+    ts: float | None = None
+
+
+_id_ts = msgspec.json.Decoder(_IdTs)
+
+
+class EchoPassthroughWorker(PassthroughWorker):
+    """The passthrough for the latency phase, which reads each verdict's `id` and `ts`: a verdict-sized record that
+    carries the input's (msgspec skips `values` without making a float of them, ~1 us a window), nothing else."""
+
+    def process(self, messages: list[Any]) -> None:
+        if not messages:
+            return
+        topic = self.settings.scores_topic
+        records = []
+        for message in messages:
+            window = _id_ts.decode(message.value())
+            records.append(Record(topic, message.key(), _encoder.encode({**self.VERDICT, "id": window.id, "ts": window.ts})))
+        nothing = np.empty(0)
+        self.delivery.send(records, self.next_offsets(messages), metrics.BatchTally(len(messages), 0, 0, nothing, nothing))
+        self.batches += 1
+        self.consumed += len(messages)
+
+
+def passthrough_process(argv: list[str] | None = None) -> int:
+    """`python -m anomstream.benchmarks.variants WORKER-FLAGS`: the echo passthrough as a process, as the latency phase
+    runs the worker (the worker's flags, its /readyz and /metrics, SIGTERM to stop)."""
+    import signal
+    import sys
+
+    from anomstream.benchmarks.harness import _worker_parser
+    from anomstream.stream.settings import WorkerSettings
+
+    settings = WorkerSettings.from_args(_worker_parser().parse_args(["worker", *(sys.argv[1:] if argv is None else argv)]))
+    worker = EchoPassthroughWorker(settings)
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    signal.signal(signal.SIGINT, lambda *_: worker.stop())
+    worker.run()
+    return 0
 
 
 def _decode_json_stdlib(message: Any, body: bytes, window_shape: tuple[int, int]) -> tuple[codec.Window, list[float]]:
@@ -173,3 +219,7 @@ def naive(config: dict[str, Any], topic: str, output_topic: str, model_dir: Path
         consumer.close()
     seconds = finished - (first or finished)
     return {"windows": done, "seconds": round(seconds, 3), "windows_per_s": round(done / seconds, 2) if seconds > 0 else None}
+
+
+if __name__ == "__main__":
+    raise SystemExit(passthrough_process())

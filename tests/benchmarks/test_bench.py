@@ -140,7 +140,9 @@ def test_ci_sized_bench_runs_every_phase(kafka_broker, ecg_artifact: Path) -> No
     assert result["naive"]["windows"] == naive_windows and result["naive"]["windows_per_s"] > 0
 
     latency = result["latency"]["runs"]
-    assert [r["offered_rate"] for r in latency][0] == 300.0 and len(latency) == 2  # 300/s, then 50% of the maximum
+    # 300/s, then 50% of the maximum, by the worker and then by the passthrough at the same rates
+    assert [(r["variant"], r["offered_rate"]) for r in latency][::2] == [("worker", 300.0), ("passthrough", 300.0)]
+    assert len(latency) == 4 and latency[1]["offered_rate"] == latency[3]["offered_rate"]
     for row in latency:
         assert row["verdicts"] == row["sent"] > 0 and row["max_wait_ms"] == 20
         assert 0 < row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"] <= row["max_ms"]
@@ -167,6 +169,8 @@ def test_ci_sized_bench_runs_every_phase(kafka_broker, ecg_artifact: Path) -> No
     names = {t["target"] for t in result["targets"]}
     assert "f32 exactly-once (litert): >= 100k windows/s" in names
     assert {f"json {mode} (litert): >= 4 x Quix Streams" for mode in ("exactly-once", "at-least-once")} <= names
+    assert "p99 at 300/s, at-least-once, --max-wait-ms 20: <= 1.5 x passthrough p99" in names
+    assert "latency at-least-once 300/s --max-wait-ms 20: worker p99 / passthrough p99" in result["ratios"]
     # A drain this short can fit the second half in one 100 ms RSS sample: growth is then unmeasured (no target),
     # never made up. When measured, each RSS target names its runtime.
     rss = {name for name in names if name.startswith("RSS flat")}
@@ -176,7 +180,7 @@ def test_ci_sized_bench_runs_every_phase(kafka_broker, ecg_artifact: Path) -> No
 
     text = markdown(result)
     assert "| worker-litert | f32 | exactly-once |" in text and "Start-up on litert to /readyz 200:" in text
-    assert "| quixstreams | json | exactly-once |" in text
+    assert "| quixstreams | json | exactly-once |" in text and "| passthrough | at-least-once | 20 | 300 |" in text
 
 
 @pytest.mark.integration
