@@ -29,8 +29,8 @@ RUN python -m venv /opt/anomstream
 WORKDIR /src
 
 # Dependencies first, in their own layer, so a code change does not reinstall TensorFlow.
-# The list is read from pyproject.toml (one source of truth), plus the litert extra (either image can run
-# the worker on LiteRT), with one substitution: `tensorflow` becomes `tensorflow-cpu` on amd64. Same version
+# The list is read from pyproject.toml (one source of truth; ai-edge-litert is among its dependencies, so either
+# image can run the worker on LiteRT), with one substitution: `tensorflow` becomes `tensorflow-cpu` on amd64. Same version
 # range, same Python API, no GPU kernels: the wheel is 261 MB instead of 545 MB (TF 2.21, cp311, x86_64).
 # tensorflow-cpu has no arm64 wheels; there `tensorflow` itself is CPU-only, so it is kept. RUNTIME=litert
 # leaves out the training stack instead. The project is then installed with --no-deps, because its metadata
@@ -40,7 +40,7 @@ RUN python -c "import re, sys, tomllib; \
 project = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
 runtime = sys.argv[3]; \
 runtime in ('tensorflow', 'litert') or sys.exit(f'RUNTIME={runtime} is not tensorflow or litert'); \
-extras = [name.strip() for name in sys.argv[2].split(',') if name.strip()] + ['litert']; \
+extras = [name.strip() for name in sys.argv[2].split(',') if name.strip()]; \
 name = lambda dep: re.match(r'[A-Za-z0-9._-]+', dep).group(0); \
 training = ('tensorflow', 'pandas', 'scikit-learn') if runtime == 'litert' else (); \
 deps = [dep for dep in project['dependencies'] if name(dep) not in training]; \

@@ -280,7 +280,7 @@ def _check_runtimes_agree(model: Any, litert_path: Path, fitted: np.ndarray, dir
     from anomstream.models import runtimes
 
     if not runtimes.litert_installed():
-        log.warning("%s not checked against TensorFlow: ai-edge-litert is not installed (pip install 'anomstream[litert]')", LITERT_FILE)
+        log.warning("%s not checked against TensorFlow: ai-edge-litert is not installed (pip install ai-edge-litert)", LITERT_FILE)
         return
     sample = np.asarray(fitted[:2048], dtype=np.float32)
     keras_errors = runtimes.KerasRuntime(model).channel_errors(sample)

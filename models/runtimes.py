@@ -117,7 +117,8 @@ def _litert_interpreter() -> Any:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         raise ConfigError(
-            "--runtime litert needs the ai-edge-litert package: pip install 'anomstream[litert]', or use --runtime tensorflow."
+            "--runtime litert needs the ai-edge-litert package, a dependency of anomstream missing here: pip install ai-edge-litert,"
+            " or use --runtime tensorflow."
         ) from None
     return Interpreter
 

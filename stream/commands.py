@@ -21,10 +21,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     worker.add_argument(
         "--runtime",
         choices=RUNTIME_CHOICES,
-        default="tensorflow",
-        help="what runs the model: tensorflow (the reference), or litert, the artifact's model.tflite on"
-        " ai-edge-litert: no TensorFlow import, <1 s start-up, 5-9x less memory, same verdicts; auto: litert"
-        " when the artifact has model.tflite and ai-edge-litert is installed, else tensorflow (default: tensorflow)",
+        default="auto",
+        help="what runs the model: auto, litert when the artifact has model.tflite and ai-edge-litert is installed"
+        " (it is a dependency), else tensorflow, re-decided for each artifact a reload loads; litert, the artifact's"
+        " model.tflite on ai-edge-litert: no TensorFlow import, <1 s start-up, 5-9x less memory, the same verdicts;"
+        " tensorflow, the reference the model was trained and evaluated with (default: auto; the log and"
+        " anomstream_model_info{runtime} say which runs)",
     )
     worker.add_argument("--litert-threads", type=int, default=1, help="threads of one LiteRT model call (default: 1)")
     add_kafka_flags(worker)

@@ -117,6 +117,6 @@ class LiveModel:
     @staticmethod
     def _publish(old: Detector | None, new: Detector) -> None:
         if old is not None and old.metadata.version != new.metadata.version:
-            metrics.MODEL_INFO.remove(old.metadata.name, old.metadata.version)
-        metrics.MODEL_INFO.labels(new.metadata.name, new.metadata.version).set(1)
+            metrics.MODEL_INFO.remove(old.metadata.name, old.metadata.version, old.runtime)
+        metrics.MODEL_INFO.labels(new.metadata.name, new.metadata.version, new.runtime).set(1)
         metrics.THRESHOLD.set(new.metadata.threshold.value)

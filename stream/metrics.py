@@ -63,7 +63,7 @@ LIVE_ERROR_QUANTILE = Gauge("anomstream_live_error_quantile", "Quantiles of the 
 REFERENCE_ERROR_QUANTILE = Gauge(
     "anomstream_reference_error_quantile", "Quantiles of the model's reference errors (held-out normal windows).", ["q"]
 )
-MODEL_INFO = Gauge("anomstream_model_info", "The live model (value 1).", ["name", "version"])
+MODEL_INFO = Gauge("anomstream_model_info", "The live model (value 1) and the runtime it runs on.", ["name", "version", "runtime"])
 
 STAGES = ("poll", "decode", "score", "produce", "commit")
 

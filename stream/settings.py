@@ -36,7 +36,7 @@ class WorkerSettings:
     """Everything the worker is told, checked once at start-up."""
 
     model: Path
-    runtime: str = "tensorflow"
+    runtime: str = "auto"
     litert_threads: int = 1
     bootstrap_servers: str = "localhost:9092"
     input_topic: str = "telemetry-windows"

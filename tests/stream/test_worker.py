@@ -12,6 +12,8 @@ import urllib.error
 import urllib.request
 import weakref
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -215,7 +217,40 @@ def test_hot_reload_switches_model_and_a_corrupt_artifact_keeps_the_old(ecg_arti
     assert {v["model"]["version"] for v in verdicts[10:]} == {"reloaded-1"}
     _, text = get(worker.url + "/metrics")
     assert metric(text, 'anomstream_model_reloads_total{result="failed"}') - failed_before >= 1  # a half-written model.json can fail once more
-    assert 'anomstream_model_info{name="ecg5000-dense",version="reloaded-1"} 1.0' in text
+    assert f'anomstream_model_info{{name="ecg5000-dense",runtime="{runtime}",version="reloaded-1"}} 1.0' in text
+    worker.stop()
+
+
+def test_by_default_the_worker_runs_litert_when_the_artifact_has_it_and_says_so(ecg_artifact, worker_settings, start_worker, tmp_path, caplog):
+    """`--runtime auto`, the default: LiteRT for an artifact with model.tflite, TensorFlow for one without (schema 1),
+    decided per artifact; the log and anomstream_model_info's `runtime` label say which. Each copy gets a version of
+    its own: the metrics registry is this process's, shared with the other tests' workers."""
+    import logging
+
+    def copy(name: str, without_litert: bool) -> Path:
+        directory = tmp_path / name
+        shutil.copytree(ecg_artifact, directory)
+        meta = json.loads((directory / "model.json").read_text())
+        meta["version"] = name
+        if without_litert:
+            meta.pop("litert_file")
+            (directory / artifact.LITERT_FILE).unlink()
+        (directory / "model.json").write_text(json.dumps(artifact.sealed(meta)))
+        return directory
+
+    def info(worker: Any, version: str) -> list[str]:
+        return [line for line in get(worker.url + "/metrics")[1].splitlines() if line.startswith("anomstream_model_info{") and version in line]
+
+    worker = start_worker(worker_settings, model=copy("auto-litert", without_litert=False))  # no runtime given: the default
+    assert worker.worker.model.current.runtime == "litert"
+    assert info(worker, "auto-litert") == ['anomstream_model_info{name="ecg5000-dense",runtime="litert",version="auto-litert"} 1.0']
+    worker.stop()
+
+    with caplog.at_level(logging.INFO, logger="anomstream.model"):
+        worker = start_worker(worker_settings, model=copy("auto-schema-1", without_litert=True))
+    assert worker.worker.model.current.runtime == "tensorflow"
+    assert any(" on tensorflow" in record.getMessage() for record in caplog.records if "loaded from" in record.getMessage())
+    assert info(worker, "auto-schema-1") == ['anomstream_model_info{name="ecg5000-dense",runtime="tensorflow",version="auto-schema-1"} 1.0']
     worker.stop()
 
 
