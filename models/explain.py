@@ -38,35 +38,48 @@ class Explanation:
 
 
 def explain(sample_errors: np.ndarray, full: bool = False) -> list[Explanation]:
-    """One explanation per window of (n, channels, length) or (n, channels, height, width) per-sample errors."""
+    """One explanation per window of (n, channels, length) or (n, channels, height, width) per-sample errors.
+
+    Whole-batch array operations, no Python loop over samples: the worker explains every anomalous window of
+    every batch, and a per-window loop was a fifth of its wall time on float32 input (py-spy, 2026-12-02).
+    """
     sample_errors = np.asarray(sample_errors, dtype=np.float32)
+    if not len(sample_errors):
+        return []
     channels = sample_errors.shape[1]
     curves = sample_errors.mean(axis=1)
     if curves.ndim == 3:  # images: one point per row
         curves = curves.mean(axis=2)
-    found = []
-    for window, curve in zip(sample_errors, curves):
-        start, end = half_maximum_range(curve)
-        total = float(curve.sum())
-        share = float(curve[start:end].sum()) / total if total > 0 else 0.0
-        found.append(
-            Explanation(
-                start=start,
-                end=end,
-                share=round(share, 6),
-                channel=int(window.reshape(channels, -1).mean(axis=1).argmax()) if channels > 1 else None,
-                sample_errors=window if full else None,
-            )
+    starts, ends = half_maximum_ranges(curves)
+    running = np.concatenate([np.zeros((len(curves), 1)), np.cumsum(curves, axis=1, dtype=np.float64)], axis=1)
+    rows = np.arange(len(curves))
+    totals = running[:, -1]
+    shares = np.divide(running[rows, ends] - running[rows, starts], totals, out=np.zeros(len(curves)), where=totals > 0)
+    loudest = sample_errors.reshape(len(sample_errors), channels, -1).mean(axis=2).argmax(axis=1) if channels > 1 else None
+    return [
+        Explanation(
+            start=int(starts[i]),
+            end=int(ends[i]),
+            share=round(float(shares[i]), 6),
+            channel=int(loudest[i]) if loudest is not None else None,
+            sample_errors=sample_errors[i] if full else None,
         )
-    return found
+        for i in range(len(curves))
+    ]
+
+
+def half_maximum_ranges(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[start, end) per row of (n, length) `curves`: the run around each row's peak where it is at least half the peak."""
+    n, length = curves.shape
+    peaks = curves.argmax(axis=1)
+    below = curves < (curves[np.arange(n), peaks] / 2)[:, None]
+    index = np.arange(length)[None, :]
+    starts = np.where(below & (index < peaks[:, None]), index, -1).max(axis=1) + 1
+    ends = np.where(below & (index > peaks[:, None]), index, length).min(axis=1)
+    return starts, ends
 
 
 def half_maximum_range(curve: np.ndarray) -> tuple[int, int]:
     """[start, end) of the run around the peak where `curve` is at least half the peak."""
-    peak = int(curve.argmax())
-    level = curve[peak] / 2
-    below = np.flatnonzero(curve < level)
-    left, right = below[below < peak], below[below > peak]
-    start = int(left[-1]) + 1 if left.size else 0
-    end = int(right[0]) if right.size else len(curve)
-    return start, end
+    starts, ends = half_maximum_ranges(np.asarray(curve)[None, :])
+    return int(starts[0]), int(ends[0])

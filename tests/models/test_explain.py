@@ -82,3 +82,32 @@ def test_a_multi_channel_anomaly_names_its_channel(tmp_path):
     assert scores.anomalous.all()
     assert [e.channel for e in scores.explanations] == [2] * 10
     assert all(e.start <= 25 and e.end >= 29 for e in scores.explanations)
+
+
+def _one_by_one(window: np.ndarray) -> tuple[int, int, float, int]:
+    """The rule as the module docstring states it, one window at a time with plain loops: the reference."""
+    curve = window.mean(axis=0)
+    if curve.ndim == 2:
+        curve = curve.mean(axis=1)
+    peak = int(curve.argmax())
+    start = peak
+    while start > 0 and curve[start - 1] >= curve[peak] / 2:
+        start -= 1
+    end = peak + 1
+    while end < len(curve) and curve[end] >= curve[peak] / 2:
+        end += 1
+    total = float(curve.astype(np.float64).sum())
+    share = float(curve[start:end].astype(np.float64).sum()) / total if total > 0 else 0.0
+    return start, end, share, int(window.reshape(len(window), -1).mean(axis=1).argmax())
+
+
+@pytest.mark.parametrize("shape", [(200, 1, 140), (50, 3, 33), (40, 1, 8, 8), (30, 2, 5, 7)])
+def test_the_batch_explanation_is_the_rule_applied_to_each_window(shape):
+    """`explain` works on the whole batch at once; each window's answer is the one-window rule's."""
+    errors = np.abs(np.random.default_rng(sum(shape)).normal(size=shape)).astype(np.float32)
+    errors[::7] = 0.0  # windows with no error at all: share 0
+    for found, window in zip(explain(errors), errors):
+        start, end, share, channel = _one_by_one(window)
+        assert (found.start, found.end) == (start, end)
+        assert found.share == pytest.approx(share, abs=2e-6)
+        assert found.channel == (channel if shape[1] > 1 else None)
