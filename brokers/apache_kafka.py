@@ -228,7 +228,7 @@ class ApacheKafka(ProcessBroker):
     ):
         super().__init__(port=port, startup_timeout=startup_timeout, stop_timeout=stop_timeout)
         self.version = version
-        self.controller_port = controller_port or free_port(self.host)
+        self.controller_port = controller_port or free_port(self.host, avoid=[self.port])
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.server_properties = dict(server_properties or {})
         self.extra_listeners = dict(extra_listeners or {})
@@ -236,7 +236,9 @@ class ApacheKafka(ProcessBroker):
         self.scram_mechanism = scram_mechanism
         if self.scram_users and not any(protocol.startswith("SASL_") for protocol in self.extra_listeners.values()):
             self.extra_listeners["SASL"] = "SASL_PLAINTEXT"
-        self.listener_ports = {name: free_port(self.host) for name in self.extra_listeners}
+        self.listener_ports: dict[str, int] = {}
+        for name in self.extra_listeners:
+            self.listener_ports[name] = free_port(self.host, avoid=[self.port, self.controller_port, *self.listener_ports.values()])
         self.format_args = list(format_args) + scram_format_args(self.scram_users, scram_mechanism)
         self.heap = heap
         self.java_opts = list(java_opts)

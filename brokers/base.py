@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from anomstream.errors import AnomstreamError
@@ -18,11 +18,20 @@ class BrokerError(AnomstreamError):
     exit_code = 1
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port that is free right now on ``host``, so brokers never collide."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+def free_port(host: str = "127.0.0.1", avoid: Iterable[int] = ()) -> int:
+    """Return a TCP port that is free right now on ``host`` and not in ``avoid``, so brokers never collide.
+
+    The kernel may hand the same ephemeral port to two binds in a row once the first socket is closed: a broker
+    that asked twice got one port for two listeners and Kafka refused to start (CI, 2026-12-02). ``avoid`` holds
+    the ports already chosen.
+    """
+    taken = set(avoid)
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+        if port not in taken:
+            return port
 
 
 def wait_until_ready(

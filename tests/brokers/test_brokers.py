@@ -241,3 +241,21 @@ def test_apache_kafka_formats_with_a_cluster_id_that_starts_with_a_dash(monkeypa
     monkeypatch.setattr(apache_kafka, "new_cluster_id", lambda: "-" + original()[1:])
     with apache_kafka.ApacheKafka() as broker:
         assert broker.bootstrap_servers.startswith("127.0.0.1:")
+
+
+def test_a_port_already_chosen_is_never_chosen_again(monkeypatch):
+    """The kernel may give the same ephemeral port to two binds in a row: Kafka then got one port for PLAINTEXT and
+    CONTROLLER and refused to start (CI, 2026-12-02). free_port(avoid=...) asks again."""
+    import socket as real_socket
+
+    from anomstream.brokers import base
+
+    handed = iter([45721, 45721, 45722])
+
+    class Repeating(real_socket.socket):
+        def getsockname(self):
+            return ("127.0.0.1", next(handed))
+
+    monkeypatch.setattr(base.socket, "socket", Repeating)
+    first = base.free_port()
+    assert base.free_port(avoid=[first]) == 45722 != first
