@@ -59,7 +59,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     bench = commands.add_parser(
         "bench",
         help="benchmark one worker process against its baselines (throughput, latency, memory, start-up, scale-out)",
-        description="Benchmark one worker process against the passthrough, naive and stdlib-json baselines, in one run "
+        description="Benchmark one worker process against the passthrough, naive, strict-json and stdlib-json baselines, in one run "
         "on one broker. Progress goes to stderr; --json prints one JSON object on stdout.",
     )
     bench.add_argument("--quick", action="store_true", help="small sizes, one repetition (a few minutes)")

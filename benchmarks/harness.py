@@ -9,7 +9,7 @@ backlogs produced so far, and the one way to describe a worker (`worker_args`,
 
 The phases are named in `benchmarks.phases`:
 
-- `benchmarks.throughput`: **throughput** (worker, passthrough and stdlib-json worker,
+- `benchmarks.throughput`: **throughput** (worker, passthrough, strict-json and stdlib-json workers,
   in this process) and **naive** (one `model.predict` per message);
 - `benchmarks.latency`: **latency**, a worker process under a fixed offered rate;
 - `benchmarks.memory`: **memory** and start-up of a worker process draining a backlog;

@@ -34,20 +34,22 @@ from typing import Any
 log = logging.getLogger("anomstream.bench")
 
 # Where a main-thread sample is spent, by the innermost matching frame on its stack (first match wins,
-# innermost first). Patterns match py-spy's "function (path:line)" frames.
+# innermost first). Patterns match py-spy's "function (path:line)" frames: the steps `Worker.process` and
+# `Worker.run` call (tests/benchmarks/test_profile_stages.py holds them to the code's names).
 STAGES = [
-    ("metrics: observe/inc loops", re.compile(r"prometheus_client|\b_count \(|\b_timed \(")),
+    ("metrics: observe/inc loops", re.compile(r"prometheus_client|\b_count \(|\b_timed \(|\bBatchTally\.")),
     ("decode (codec.decode_batch)", re.compile(r"\bdecode_batch \(")),
-    ("score (model call)", re.compile(r"\bscore \(.*worker\.py|\berrors \(.*scorer\.py")),
-    ("encode verdicts (msgspec)", re.compile(r"\bencode_json \(")),
-    ("build verdicts (dicts, Record)", re.compile(r"\bverdicts \(.*worker\.py")),
-    ("delivery-report closures (at-least-once)", re.compile(r"\b_report \(|\bon_delivery \(")),
-    ("produce() calls", re.compile(r"\b_produce \(.*delivery\.py")),
-    ("commit: transaction / flush / store", re.compile(r"\b(commit_transaction|send_offsets_to_transaction|begin_transaction|flush|store_offsets|_retrying) \(")),
-    ("consume (wait for a batch)", re.compile(r"\bpoll \(.*batcher\.py|\bpoll_batch \(")),
-    ("next_offsets", re.compile(r"\bnext_offsets \(")),
-    # Self time on the loop's own line: dropping the last batch (512 messages, windows, records) frees its objects.
-    ("loop: freeing the last batch", re.compile(r"\bWorker\.run \(")),
+    ("score (model call, explanations)", re.compile(r"\bDetector\.score \(")),
+    ("encode verdicts (msgspec)", re.compile(r"\bencode_json \(|\bencode_batch \(")),
+    ("build verdicts (dicts, Record)", re.compile(r"\bWorker\.verdicts \(|\bDeadLetters\.letter \(")),
+    ("delivery-report closures (at-least-once)", re.compile(r"\b_report \(|\bon_delivery \(|\bon_letter \(|\b_on_letter \(")),
+    ("produce() calls", re.compile(r"\b(AtLeastOnce|ExactlyOnce)\.send \(")),
+    ("commit: transaction / flush / store", re.compile(r"\bWorker\.commit \(")),
+    ("consume (wait for a batch)", re.compile(r"\bWorker\.poll_batch \(")),
+    ("next_offsets", re.compile(r"\bWorker\.next_offsets \(")),
+    # Self time of the loop's own lines: dropping the last batch (512 messages, windows, records) frees its
+    # objects; the lag clock and the tally's arrays.
+    ("loop itself (freeing the last batch, bookkeeping)", re.compile(r"\bWorker\.(run|process) \(")),
 ]
 
 

@@ -3,7 +3,8 @@
 - **throughput**: a pre-produced backlog of N windows per input format (JSON, float32),
   drained by a fresh consumer group per run, for each variant x format x delivery mode:
   the worker (on TensorFlow: `worker`; on LiteRT: `worker-litert`); the passthrough ceiling
-  (same loop, no decode, no model); the worker with stdlib `json` decoding; Quix Streams doing the same job
+  (same loop, no decode, no model); the worker decoding JSON without its happy path (msgspec, a Python float per
+  sample: `worker-strict-json`) and with stdlib `json` (`worker-stdlib-json`); Quix Streams doing the same job
   on LiteRT (benchmarks/quix.py, a process of its own). Time runs from the first message the worker's consumer hands
   over (a wrapper around its `consume`) to the moment the group's committed offsets,
   polled every 20 ms from the group coordinator, reach the end of the backlog. Runs are
@@ -45,7 +46,8 @@ def run(bench: Bench) -> None:
     bench.result["backlog"] = bench.backlogs
     workers = [WORKER_VARIANTS[runtime] for runtime in c.runtimes]
     plan = [(variant, fmt, mode) for variant in (*workers, "passthrough") for fmt in FORMATS for mode in MODES]
-    plan += [("worker-stdlib-json", "json", mode) for mode in MODES]  # on the first runtime, like the latency phase
+    # On the first runtime, like the latency phase: the worker decoding JSON without its happy path, then with stdlib json
+    plan += [(variant, "json", mode) for variant in ("worker-strict-json", "worker-stdlib-json") for mode in MODES]
     quix_python = _quix_environment(bench)
     if quix_python is not None:
         plan += [(quix.VARIANT, "json", mode) for mode in MODES]
@@ -93,7 +95,7 @@ def _quix_environment(bench: Bench) -> Any:
 
 
 def _drain_in_process(bench: Bench, variant: str, fmt: str, mode: str, repeat: int) -> dict[str, Any]:
-    from anomstream.benchmarks.variants import PassthroughWorker, TimedWorker, stdlib_json
+    from anomstream.benchmarks.variants import JSON_DECODERS, PassthroughWorker, TimedWorker, json_decoder
     from anomstream.stream import metrics
 
     topic, count = bench.backlogs[fmt]["topic"], bench.windows
@@ -117,8 +119,8 @@ def _drain_in_process(bench: Bench, variant: str, fmt: str, mode: str, repeat: i
     ends = end_offsets(bench.kafka, topic)
     offsets = CommittedOffsets(bench.kafka, group, ends)
     with ExitStack() as stack:
-        if variant == "worker-stdlib-json":
-            stack.enter_context(stdlib_json())
+        if variant in JSON_DECODERS:
+            stack.enter_context(json_decoder(variant))
         thread = threading.Thread(target=target, name=f"bench-{variant}", daemon=True)
         thread.start()
         stack.callback(thread.join, 60)

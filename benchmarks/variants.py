@@ -5,8 +5,10 @@
 - `PassthroughWorker`: the same `Worker.run` (same client configs, Batcher, ExactlyOnce /
   AtLeastOnce, commit), but `process` neither decodes nor scores: one fixed,
   verdict-sized record per input message. The ceiling the broker and client allow.
-- `stdlib_json()`: swaps `stream.codec._decode_json` for an equivalent built on the
-  standard library's `json` (same checks, same reasons) while the block runs. It
+- `json_decoder(variant)`: swaps `stream.codec._decode_json` while the block runs, for
+  an equivalent built on the standard library's `json` (same checks, same reasons:
+  `worker-stdlib-json`) or for the strict msgspec decoder alone, a Python float per
+  sample, as the worker decoded before its happy path (`worker-strict-json`). It
   patches the module attribute that `codec._decode` looks up on every message, so the
   worker's own `decode_batch` uses it; only one worker may run in the process then.
 - `EchoPassthroughWorker`: the passthrough the latency phase runs as a process (`passthrough_process`), whose
@@ -29,7 +31,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from anomstream.stream import clients, codec, metrics
+from anomstream.stream import clients, codec, metrics, wire_shapes
 from anomstream.stream.delivery import Record
 from anomstream.stream.worker import Worker
 
@@ -170,11 +172,19 @@ def _decode_json_stdlib(message: Any, body: bytes, window_shape: tuple[int, int]
     return codec.Window(message, window_id, source, None if ts is None else float(ts), codec._label(label)), values
 
 
+def _decode_json_strict(message: Any, body: bytes, window_shape: tuple[int, ...]) -> tuple[codec.Window, list[float]]:
+    """`codec._decode_json` without its happy path: msgspec and a Python float per sample, for every window."""
+    return codec._decode_strict(message, body, window_shape, wire_shapes.depth(window_shape))
+
+
+JSON_DECODERS = {"worker-stdlib-json": _decode_json_stdlib, "worker-strict-json": _decode_json_strict}
+
+
 @contextmanager
-def stdlib_json() -> Iterator[None]:
-    """While the block runs, the worker decodes JSON with `json.loads` instead of msgspec."""
+def json_decoder(variant: str) -> Iterator[None]:
+    """While the block runs, the worker decodes JSON the variant's way (JSON_DECODERS) instead of its own."""
     original = codec._decode_json
-    codec._decode_json = _decode_json_stdlib
+    codec._decode_json = JSON_DECODERS[variant]
     try:
         yield
     finally:

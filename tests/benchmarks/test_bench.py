@@ -17,7 +17,7 @@ import pytest
 from anomstream.benchmarks import command, phases
 from anomstream.benchmarks.backlog import Templates
 from anomstream.benchmarks.config import BenchConfig
-from anomstream.benchmarks.variants import _decode_json_stdlib
+from anomstream.benchmarks.variants import JSON_DECODERS, json_decoder
 from anomstream.stream import codec
 
 VARIANTS = {
@@ -25,7 +25,11 @@ VARIANTS = {
     for variant in ("worker", "worker-litert", "passthrough")
     for fmt in ("json", "f32")
     for mode in ("exactly-once", "at-least-once")
-} | {(variant, "json", mode) for variant in ("worker-stdlib-json", "quixstreams") for mode in ("exactly-once", "at-least-once")}
+} | {
+    (variant, "json", mode)
+    for variant in ("worker-strict-json", "worker-stdlib-json", "quixstreams")
+    for mode in ("exactly-once", "at-least-once")
+}
 
 
 class FakeMessage:
@@ -63,7 +67,8 @@ def test_backlog_messages_are_what_replay_sends() -> None:
     assert dict(headers)["id"] == b"x-2" and dict(headers)[codec.CONTENT_TYPE] == codec.F32
 
 
-def test_stdlib_json_decoder_agrees_with_the_codec() -> None:
+@pytest.mark.parametrize("variant", sorted(JSON_DECODERS))
+def test_the_swapped_json_decoders_agree_with_the_codec(variant) -> None:
     windows = np.random.default_rng(2).normal(size=(4, 140)).astype(np.float32)
     templates = Templates(windows, np.array([1, 0, 1, 0]))
     good = [FakeMessage(templates.message("json", i, b"w-", 1.25 + i)[1]) for i in range(4)]
@@ -71,12 +76,9 @@ def test_stdlib_json_decoder_agrees_with_the_codec() -> None:
            FakeMessage(b'{"id": "b", "values": [' + b",".join([b"NaN"] * 140) + b"]}"),
            FakeMessage(b'{"id": "c", "values": [' + b",".join([b'"1"'] * 140) + b"]}")]  # fmt: skip
     expected = codec.decode_batch(good + bad, (1, 140))
-    original = codec._decode_json
-    codec._decode_json = _decode_json_stdlib
-    try:
+    with json_decoder(variant):
+        assert codec._decode_json is JSON_DECODERS[variant]
         got = codec.decode_batch(good + bad, (1, 140))
-    finally:
-        codec._decode_json = original
     assert [(w.id, w.source, w.ts, w.label) for w in got.windows] == [(w.id, w.source, w.ts, w.label) for w in expected.windows]
     np.testing.assert_array_equal(got.values, expected.values)
     reasons = lambda batch: {id(i.message): i.reason for i in batch.invalid}  # noqa: E731 (order differs: NaN is caught later)
