@@ -120,3 +120,12 @@ def test_the_logger_never_enters_a_config_that_is_logged_or_serialised() -> None
     errors = clients.ErrorWatch()
     assert "logger" not in clients.producer_config(settings, errors)
     assert "logger" not in clients.consumer_config(settings, errors)
+
+
+def test_a_full_fetch_queue_never_stalls_a_batch_and_x_still_overrides_it() -> None:
+    """librdkafka's default (1 s) idled the worker once its fetch queue had filled: well under --max-wait-ms now."""
+    errors = clients.ErrorWatch()
+    settings = WorkerSettings(model=Path("m"))
+    assert clients.consumer_config(settings, errors)["fetch.queue.backoff.ms"] < settings.max_wait_ms
+    tuned = WorkerSettings(model=Path("m"), kafka={"fetch.queue.backoff.ms": "500"})
+    assert str(clients.consumer_config(tuned, errors)["fetch.queue.backoff.ms"]) == "500"
