@@ -177,7 +177,8 @@ def _matrix(rows: list[Any], window_shape: Shape) -> np.ndarray:
     return values.reshape(len(rows), *window_shape)
 
 
-def _decode(message: Message, window_shape: Shape) -> tuple[Window, list[float] | bytes]:
+def _decode(message: Message, window_shape: Shape) -> tuple[Window, Any]:
+    """A window and its samples: a float32 body, the happy path's doubles, or the strict decoder's floats."""
     body = message.value() or b""
     if len(body) > MAX_BYTES:
         raise Bad(TOO_LARGE, f"the message is {len(body)} bytes; the limit is {MAX_BYTES}.")

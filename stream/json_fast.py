@@ -12,6 +12,7 @@ tests/stream/test_json_fast.py holds the two to the same answers.
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from typing import Any
@@ -59,7 +60,7 @@ def _read(parser: simdjson.Parser, body: bytes, window_shape: Shape, nesting: in
         first = body.find(b"[")
         if first < 0 or body.find(b"[", first + 1) >= 0:
             return None
-    elif body.count(b"[") != 1 + sum(math.prod(dims[:level]) for level in range(1, nesting)):
+    elif body.count(b"[") != _arrays(dims):
         return None
     document = parser.parse(body)
     names = tuple(document.keys())  # every key, repeats too: a repeat or an unknown key goes to the strict decoder
@@ -80,6 +81,13 @@ def _read(parser: simdjson.Parser, body: bytes, window_shape: Shape, nesting: in
         return None
     samples = values.as_buffer(of_type="d")  # every leaf a number, or TypeError: the strict decoder then says which
     return window_id, source, None if ts is None else float(ts), None if label is None else int(label), run, samples
+
+
+@functools.cache
+def _arrays(dims: Shape) -> int:
+    """How many arrays a `values` of nested lengths `dims` has: itself, then one per element of each outer level
+    (computed once per shape, not per message)."""
+    return 1 + sum(math.prod(dims[:level]) for level in range(1, len(dims)))
 
 
 def _fits(values: Any, dims: Shape) -> bool:
