@@ -49,20 +49,19 @@ def explain(sample_errors: np.ndarray, full: bool = False) -> list[Explanation]:
     sample_errors = np.asarray(sample_errors, dtype=np.float32)
     if not len(sample_errors):
         return []
-    channels = sample_errors.shape[1]
+    n, channels = sample_errors.shape[:2]
     curves = sample_errors.mean(axis=1)
     if curves.ndim == 3:  # images: one point per row
         curves = curves.mean(axis=2)
     starts, ends = half_maximum_ranges(curves)
-    running = np.concatenate([np.zeros((len(curves), 1)), np.cumsum(curves, axis=1, dtype=np.float64)], axis=1)
-    rows = np.arange(len(curves))
+    running = np.concatenate([np.zeros((n, 1)), np.cumsum(curves, axis=1, dtype=np.float64)], axis=1)
+    rows = np.arange(n)
     totals = running[:, -1]
-    shares = np.divide(running[rows, ends] - running[rows, starts], totals, out=np.zeros(len(curves)), where=totals > 0)
-    n = len(curves)
+    shares = np.divide(running[rows, ends] - running[rows, starts], totals, out=np.zeros(n), where=totals > 0)
     loudest = sample_errors.reshape(n, channels, -1).mean(axis=2).argmax(axis=1).tolist() if channels > 1 else [None] * n
     kept = list(sample_errors) if full else [None] * n
-    # Python numbers from whole arrays (`tolist`), not a numpy scalar per field: that conversion was most of the
-    # cost here (0.97 -> ~0.5 ms for 243 anomalous ECG windows, measured); the values are the same.
+    # Python numbers from whole arrays (`tolist`), not a numpy scalar per field (0.97 -> 0.78 ms for 243 anomalous
+    # ECG windows, measured; the struct took it to 0.56); the values are the same.
     return [
         Explanation(start, end, round(share, 6), channel, errors)
         for start, end, share, channel, errors in zip(starts.tolist(), ends.tolist(), shares.tolist(), loudest, kept)
