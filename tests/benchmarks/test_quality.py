@@ -184,6 +184,25 @@ def test_select_ranks_every_candidate(tmp_path: Path, ucr: None) -> None:
     assert "target" not in result
 
 
+def test_select_ranks_only_the_named_candidates(tmp_path: Path, ucr: None) -> None:
+    out = tmp_path / "select.json"
+    named = ["PRESETS['default']", "PRESETS['default'], mse loss"]
+    assert quality.main(["--select", "--candidates", *named, "--datasets", "Chinatown", "--epochs-scale", "0.01", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert sorted(row["candidate"] for row in result["ranking"]) == sorted(named)
+    assert {row["candidate"]: row["config"]["loss"] for row in result["ranking"]} == {named[0]: "mae", named[1]: "mse"}
+
+
+@pytest.mark.parametrize(("argv", "sentence"), [
+    (["--select", "--candidates", "nope"], "unknown candidate 'nope': choose from 'dense 20 ep b512 (tutorial)'"),
+    (["--candidates", "PRESETS['default']"], "--candidates needs --select: the test-split table always has the default"),
+])  # fmt: skip
+def test_candidates_are_checked_before_any_work(argv: list[str], sentence: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        quality.main(argv)
+    assert sentence in capsys.readouterr().err
+
+
 def test_pca_components() -> None:
     rng = np.random.default_rng(2)
     basis = rng.normal(size=(2, 40))
