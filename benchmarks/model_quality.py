@@ -19,9 +19,18 @@ import time
 from anomstream.models import data
 from anomstream.models.train import PRESETS, TrainConfig, train
 
+
+def _described(config: TrainConfig) -> str:
+    """A preset's recipe in the label, read from it: a label typed by hand went stale when the default changed."""
+    k = config.threshold_params.get("k", 1.0)
+    return (f"conv1d, {config.epochs} ep, batch {config.batch_size}, {config.min_steps} steps, noise {config.noise_factor:g},"
+            f" {config.loss}, mean+{k:g}std")
+
+
 CONFIGS = {
     "tutorial preset: dense, 20 ep, batch 512, mean+1std": PRESETS["tutorial"],
-    "default preset: conv1d, 50 ep, batch 32, 3000 steps, noise 0.1, mean+2std": PRESETS["default"],
+    f"default preset: {_described(PRESETS['default'])}": PRESETS["default"],
+    "default preset, mse loss (a --select candidate)": dataclasses.replace(PRESETS["default"], loss="mse"),
     "first default: conv1d, 50 ep, batch 64, noise 0.1, mean+2std": TrainConfig(
         arch="conv1d", epochs=50, batch_size=64, noise_factor=0.1, threshold_params={"k": 2.0}
     ),
