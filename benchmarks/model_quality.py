@@ -23,7 +23,7 @@ from anomstream.models.train import PRESETS, TrainConfig, train
 def _described(config: TrainConfig) -> str:
     """A preset's recipe in the label, read from it: a label typed by hand went stale when the default changed."""
     k = config.threshold_params.get("k", 1.0)
-    return (f"conv1d, {config.epochs} ep, batch {config.batch_size}, {config.min_steps} steps, noise {config.noise_factor:g},"
+    return (f"{config.arch}, {config.epochs} ep, batch {config.batch_size}, {config.min_steps} steps, noise {config.noise_factor:g},"
             f" {config.loss}, mean+{k:g}std")
 
 

@@ -137,8 +137,9 @@ def candidates() -> dict[str, object]:
     batch 64), and recipes with an update budget (`min_steps`), which gives a class of a few dozen windows as many
     gradient updates as ECG5000's 2,335 normal rows get in 50 epochs; PRESETS["default"] too when it is none of
     them. The 2026-12-01 selection (benchmarks/results) ranked six recipes without a budget; the best of them is
-    kept here as a reference. Thresholds play no part in ROC-AUC."""
-    from anomstream.models.train import PRESETS, TrainConfig
+    kept here as a reference. Thresholds play no part in ROC-AUC. From models.recipe, not models.train: checking
+    --candidates names should not wait for TensorFlow."""
+    from anomstream.models.recipe import PRESETS, TrainConfig
 
     found = {
         "dense 20 ep b512 (tutorial)": TrainConfig(arch="dense", epochs=20, batch_size=512),
