@@ -30,7 +30,7 @@ def _described(config: TrainConfig) -> str:
 CONFIGS = {
     "tutorial preset: dense, 20 ep, batch 512, mean+1std": PRESETS["tutorial"],
     f"default preset: {_described(PRESETS['default'])}": PRESETS["default"],
-    "default preset, mse loss (a --select candidate)": dataclasses.replace(PRESETS["default"], loss="mse"),
+    "default preset, mae loss (the default before 2026-12-03)": dataclasses.replace(PRESETS["default"], loss="mae"),
     "first default: conv1d, 50 ep, batch 64, noise 0.1, mean+2std": TrainConfig(
         arch="conv1d", epochs=50, batch_size=64, noise_factor=0.1, threshold_params={"k": 2.0}
     ),

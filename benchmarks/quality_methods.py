@@ -153,9 +153,9 @@ def candidates() -> dict[str, object]:
     default = PRESETS.get("default")
     if default is not None and all(_recipe(default) != _recipe(c) for c in found.values()):
         found["PRESETS['default']"] = default
-    if default is not None and default.loss != "mse":
-        # PCA, which wins where the default falls short, fits squared residuals: the default fitted the same way
-        found["PRESETS['default'], mse loss"] = dataclasses.replace(default, loss="mse")
+    if default is not None and default.loss != "mae":
+        # The default before 2026-12-03: the same recipe on absolute errors, which ranked second to it
+        found["PRESETS['default'], mae loss"] = dataclasses.replace(default, loss="mae")
     return found
 
 

@@ -186,11 +186,11 @@ def test_select_ranks_every_candidate(tmp_path: Path, ucr: None) -> None:
 
 def test_select_ranks_only_the_named_candidates(tmp_path: Path, ucr: None) -> None:
     out = tmp_path / "select.json"
-    named = ["PRESETS['default']", "PRESETS['default'], mse loss"]
+    named = ["PRESETS['default']", "PRESETS['default'], mae loss"]
     assert quality.main(["--select", "--candidates", *named, "--datasets", "Chinatown", "--epochs-scale", "0.01", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert sorted(row["candidate"] for row in result["ranking"]) == sorted(named)
-    assert {row["candidate"]: row["config"]["loss"] for row in result["ranking"]} == {named[0]: "mae", named[1]: "mse"}
+    assert {row["candidate"]: row["config"]["loss"] for row in result["ranking"]} == {named[0]: "mse", named[1]: "mae"}
 
 
 @pytest.mark.parametrize(("argv", "sentence"), [
