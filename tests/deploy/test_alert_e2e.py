@@ -37,6 +37,20 @@ def states(server: Any) -> set[str]:
     return {alert["state"] for alert in server.alerts() if alert["labels"]["alertname"] == ALERT}
 
 
+def scrape_health(server: Any) -> list[dict[str, Any]]:
+    return [{k: t.get(k) for k in ("health", "lastError", "lastScrapeDuration")} for t in server.api("targets")["activeTargets"]]
+
+
+def settled_query(server: Any, expr: str, within_s: float = 10.0) -> list[dict[str, Any]]:
+    """`expr`'s result, asked again for up to `within_s` while it is empty. One scrape that misses its 1 s timeout
+    on a loaded machine makes Prometheus mark every series of the target stale, and an instant selector such as
+    the model-version panel's reads nothing until the next scrape lands; a panel with no data at all stays empty."""
+    deadline = time.monotonic() + within_s
+    while not (result := server.query(expr)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return result
+
+
 def grafana_query(repo: Path) -> str:
     """The Grafana alert rule's query A with the same shortened window."""
     provisioning = yaml.safe_load((repo / "deploy/grafana/provisioning/alerting/anomstream.yml").read_text())
@@ -85,8 +99,8 @@ def test_anomalous_traffic_fires_the_anomaly_rate_alert(scenario: Callable[[np.n
         board = yaml.safe_load((repo / "deploy/grafana/dashboards/anomstream.json").read_text())
         for panel in board["panels"]:
             for target in panel["targets"]:
-                result = server.query(target["expr"].replace("$__rate_interval", "15s"))
-                assert result, f"panel {panel['title']!r}: {target['expr']} returned nothing"
+                result = settled_query(server, target["expr"].replace("$__rate_interval", "15s"))
+                assert result, f"panel {panel['title']!r}: {target['expr']} returned nothing; targets: {scrape_health(server)}"
 
 
 def test_normal_traffic_leaves_the_anomaly_rate_alert_inactive(scenario: Callable[[np.ndarray], Any], windows: Callable[..., Any], repo: Path) -> None:
