@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import signal
 from pathlib import Path
@@ -103,5 +104,7 @@ def run_worker(args: argparse.Namespace) -> Any:
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     signal.signal(signal.SIGINT, lambda *_: worker.stop())
     signal.signal(signal.SIGHUP, lambda *_: worker.reload_model())
+    # A worker that seems stuck tells where: `kill -USR1 PID` writes every thread's stack to stderr (the log).
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     worker.run()
     return None

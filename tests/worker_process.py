@@ -9,6 +9,7 @@ from the repository root, so ``tests`` resolves as a namespace package from any 
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -56,9 +57,18 @@ class WorkerProcess(procs.WorkerProcess):
         deadline = time.monotonic() + timeout
         while not (value := check()):
             assert self.process.poll() is None, f"the worker exited ({self.process.returncode}) while {what}:\n{self.log_tail()}"
-            assert time.monotonic() < deadline, f"timed out while {what}:\n{self.log_tail()}"
+            assert time.monotonic() < deadline, f"timed out while {what}:\n{self.diagnosis()}"
             time.sleep(0.2)
         return value
+
+    def diagnosis(self) -> str:
+        """What a stuck worker says of itself: /readyz's and /healthz's reasons, then its log, ending with every
+        thread's stack (SIGUSR1: the worker's faulthandler writes them to its log)."""
+        ready, healthy = procs.http_get(self.url + "/readyz"), procs.http_get(self.url + "/healthz")
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGUSR1)
+            time.sleep(1.0)
+        return f"/readyz {ready[0]} {ready[1].strip()!r}; /healthz {healthy[0]} {healthy[1].strip()!r}\n{self.log_tail(12000)}"
 
     def wait_ready(self, timeout: float = 120) -> WorkerProcess:
         """Until /readyz answers 200: the worker has loaded its model and has partitions assigned."""

@@ -34,12 +34,18 @@ def test_sigterm_mid_stream_loses_and_duplicates_nothing(ecg_artifact, ecg_split
         deadline = time.monotonic() + 60
         while "model reloaded" not in first.log.read_text() and time.monotonic() < deadline:
             time.sleep(0.2)
+        first.process.send_signal(signal.SIGUSR1)  # where is every thread? written to the log; the worker goes on
+        while "Current thread" not in first.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert first.stop(60) == 0, first.log_tail()
     stopped_after = len(read(topics["scores"], total, timeout=5))
     assert 200 <= len(partial) and stopped_after < total, "the signal should land mid-stream"
     first_log = (tmp_path / "first.log").read_text()
     assert "last batch committed" in first_log
     assert "model reloaded" in first_log
+    stacks = first_log[first_log.index("Current thread"):]
+    assert "Thread 0x" in stacks, stacks[:2000]  # the other threads too (the metrics server, the model's watcher)
+    assert "worker.py" in stacks, stacks[:2000]  # the main thread's stack, down to the loop
 
     with WorkerProcess(command, tmp_path / "second.log"):
         verdicts = [json.loads(m.value())["id"] for m in read(topics["scores"], total, timeout=180)]
