@@ -2,7 +2,8 @@
 
 On a terminal a long task shows a rich progress bar; elsewhere (CI, a
 container's log) it writes a log line every tenth of the way instead of
-control characters.
+control characters, at most one a second (and the last one always): a task
+that takes a second says so once, not ten times in the same millisecond.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ stderr = Console(stderr=True)
 log = logging.getLogger("anomstream")
 
 Advance = Callable[..., None]
+PROGRESS_EVERY_S = 1.0  # without a terminal: the least time between two progress lines (the last one always shows)
 
 
 class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
@@ -76,16 +78,17 @@ def progress(description: str, total: int, unit: str = "") -> Iterator[Advance]:
         return
 
     done = 0
-    started = time.monotonic()
+    started = last = time.monotonic()
     every = max(1, total // 10)
 
     def advance(steps: int = 1, **fields: object) -> None:
-        nonlocal done
+        nonlocal done, last
         before, done = done, done + steps
-        if done // every != before // every or done >= total:
-            log.info(
-                "%s: %d/%d %s (%.1f s) %s", description, done, total, unit, time.monotonic() - started, _format(fields)
-            )
+        now = time.monotonic()
+        finished = done >= total > before
+        if finished or (done // every != before // every and now - last >= PROGRESS_EVERY_S):
+            last = now
+            log.info("%s: %d/%d %s (%.1f s) %s", description, done, total, unit, now - started, _format(fields))
 
     yield advance
 
