@@ -8,10 +8,15 @@ repository root.
 Broker choice: ``KAFKA_BOOTSTRAP_SERVERS`` (an external broker) wins; else
 ``--broker apache|tansu|docker`` (or ``ANOMSTREAM_TEST_BROKER``); else Apache
 Kafka when Java and Maven are there, then Docker, then Tansu.
+
+With pytest-xdist (``-n N``, as ``make test`` runs) the controller starts that one broker before the workers
+and stops it after them; every worker's ``kafka_broker`` is the same broker (tests keep apart by their own
+topics, group and transactional ids), so a run pays for one broker start, not one a worker.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -22,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from anomstream.brokers import BROKER_CHOICES, Broker, BrokerError, resolve_test_broker
+from tests import trained
 from tests.needs import unavailable
 
 _BROKER = pytest.StashKey["Broker | None"]()
@@ -43,10 +49,18 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_BROKER] = None
 
 
-@pytest.fixture(scope="session")
-def kafka_broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
-    """The session's broker, started once and stopped at the end."""
-    choice = request.config.getoption("--broker")
+# ---------------------------------------------------------------- one broker for every xdist worker
+_SHARED = "anomstream_broker"  # the key of xdist's workerinput that carries the controller's broker
+_SHARED_ERROR = pytest.StashKey[tuple[bool, str]]()  # (a skip?, why) when the controller has no broker to share
+
+
+def _xdist_controller(config: pytest.Config) -> bool:
+    return bool(getattr(config.option, "numprocesses", None)) and not hasattr(config, "workerinput")
+
+
+def _start_broker(config: pytest.Config) -> Broker:
+    """The session's broker, started; `unavailable` or a failure with the broker log's tail when it cannot be."""
+    choice = config.getoption("--broker")
     try:
         broker = resolve_test_broker(choice)
     except BrokerError as exc:
@@ -58,6 +72,79 @@ def kafka_broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
     except BrokerError as exc:
         # The message already carries the broker log's tail.
         pytest.fail(f"Could not start the {broker.name} test broker: {exc}", pytrace=False)
+    return broker
+
+
+class SharedBroker:
+    """A worker's view of the broker its xdist controller runs: its name, address and log; never started or
+    stopped here."""
+
+    def __init__(self, name: str, bootstrap_servers: str, log: str | None) -> None:
+        self.name, self.bootstrap_servers, self.log = name, bootstrap_servers, log
+
+    def log_tail(self, lines: int = 60) -> str:
+        if self.log is None:
+            return f"(the {self.name} broker at {self.bootstrap_servers} has no log here)"
+        with open(self.log, encoding="utf-8", errors="replace") as fh:
+            return "".join(fh.readlines()[-lines:])
+
+    def start(self) -> SharedBroker:
+        return self
+
+    def stop(self) -> None:
+        pass
+
+    def __enter__(self) -> SharedBroker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The xdist controller starts the broker before its workers exist; they get its address (below). A broker
+    that cannot start is the same skip (or CI failure) in every test that needs it, as without xdist."""
+    if not _xdist_controller(session.config):
+        return
+    try:
+        session.config.stash[_BROKER] = _start_broker(session.config)
+    except (pytest.skip.Exception, pytest.fail.Exception) as exc:
+        session.config.stash[_SHARED_ERROR] = (isinstance(exc, pytest.skip.Exception), str(exc.msg))
+    except BrokerError as exc:
+        session.config.stash[_SHARED_ERROR] = (False, str(exc))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: object) -> None:
+    """xdist: hand each worker the controller's broker (or why there is none)."""
+    config = node.config  # type: ignore[attr-defined]
+    broker = config.stash.get(_BROKER, None)
+    if broker is not None:
+        log = getattr(broker, "log_path", None)
+        shared = {"name": broker.name, "bootstrap": broker.bootstrap_servers, "log": str(log) if log else None}
+    else:
+        skipped, why = config.stash.get(_SHARED_ERROR, (True, "the xdist controller started no broker"))
+        shared = {"error": why, "skip": skipped}
+    node.workerinput[_SHARED] = json.dumps(shared)  # type: ignore[attr-defined]
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _xdist_controller(session.config) and (broker := session.config.stash.get(_BROKER, None)) is not None:
+        session.config.stash[_BROKER] = None
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
+    """The session's broker, started once and stopped at the end (by the xdist controller, under xdist)."""
+    shared = getattr(request.config, "workerinput", {}).get(_SHARED)
+    if shared is not None:
+        found = json.loads(shared)
+        if "error" in found:
+            (unavailable if found["skip"] else pytest.fail)(found["error"])  # type: ignore[operator]
+        broker: Broker = SharedBroker(found["name"], found["bootstrap"], found["log"])  # type: ignore[assignment]
+    else:
+        broker = _start_broker(request.config)
     request.config.stash[_BROKER] = broker
     try:
         yield broker
@@ -72,7 +159,7 @@ def apache_kafka(kafka_broker: Broker) -> Broker:
     aborted transactions hidden from read_committed readers)."""
     from anomstream.brokers import ApacheKafka
 
-    if not isinstance(kafka_broker, ApacheKafka):
+    if kafka_broker.name != ApacheKafka.name:
         unavailable(f"this test needs the session broker to be Apache Kafka (--broker apache), not {kafka_broker.name}")
     return kafka_broker
 
@@ -81,6 +168,41 @@ def apache_kafka(kafka_broker: Broker) -> Broker:
 def kafka_bootstrap(kafka_broker: Broker) -> str:
     """``host:port`` of the session's broker."""
     return kafka_broker.bootstrap_servers
+
+
+# The modules that take longest (a minute or more of a `make test` run, 2026-12-07), longest first. Under xdist
+# (`--dist loadfile`: a module's tests, and so its module-scoped brokers, builds and models, stay on one worker)
+# they go out first, so that no long module starts last and keeps one worker busy while the others idle. Order only:
+# a stale list costs minutes, never a result.
+LONG_POLES = (
+    "tests/benchmarks/test_quality.py",
+    "tests/deploy/test_image_install.py",
+    "tests/stream/test_delivery.py",
+    "tests/benchmarks/test_bench.py",
+    "tests/stream/test_broker_restart.py",
+    "tests/stream/test_chaos.py",
+    "tests/test_packaging.py",
+    "tests/replay/test_demo.py",
+    "tests/stream/test_worker.py",
+    "tests/stream/test_security.py",
+    "tests/models/test_commands.py",
+    "tests/models/test_images.py",
+    "tests/stream/test_stalls.py",
+    "tests/stream/test_worker_cli.py",
+    "tests/replay/test_broker_command.py",
+    "tests/models/test_train.py",
+)
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The long modules first (in LONG_POLES' order), then the rest as collected; tests keep their order within a module."""
+    rank = {module: i for i, module in enumerate(LONG_POLES)}
+    root = Path(str(config.rootpath))
+    position = {}
+    for item in items:
+        module = Path(str(item.path)).relative_to(root).as_posix()
+        position.setdefault(module, rank.get(module, len(LONG_POLES) + len(position)))
+    items.sort(key=lambda item: position[Path(str(item.path)).relative_to(root).as_posix()])
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -158,24 +280,19 @@ def ecg_split():
 
 @pytest.fixture(scope="session")
 def ecg_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tutorial's dense model on the real ECG5000 (about 10 s to train)."""
-    from anomstream.models import artifact, data
-    from anomstream.models.train import TrainConfig, train
+    """The tutorial's dense model on the real ECG5000 (about 10 s to train, once per run)."""
+    from anomstream.models import data
+    from anomstream.models.train import TrainConfig
 
-    result = train(data.load(data.resolve()), TrainConfig())
-    out = tmp_path_factory.mktemp("ecg") / "ecg-dense"
-    artifact.save(out, result.model, result.metadata_fields, result.fitted)
-    return out
+    return trained.artifact(tmp_path_factory, "ecg-dense", lambda: data.load(data.resolve()), TrainConfig())
 
 
 @pytest.fixture(scope="session")
 def ecg_drift_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tutorial's dense model on ECG5000 with a fifth of the normal training rows held out as the drift
-    reference (about 470 windows; about 10 s to train)."""
-    from anomstream.models import artifact, data
-    from anomstream.models.train import TrainConfig, train
+    reference (about 470 windows; about 10 s to train, once per run)."""
+    from anomstream.models import data
+    from anomstream.models.train import TrainConfig
 
-    result = train(data.load(data.resolve()), TrainConfig(reference_holdout=0.2, name="ecg-drift"))
-    out = tmp_path_factory.mktemp("ecg") / "ecg-drift"
-    artifact.save(out, result.model, result.metadata_fields, result.fitted)
-    return out
+    config = TrainConfig(reference_holdout=0.2, name="ecg-drift")
+    return trained.artifact(tmp_path_factory, "ecg-drift", lambda: data.load(data.resolve()), config)

@@ -103,7 +103,9 @@ def test_quick_preset_and_flags() -> None:
 
 @pytest.mark.integration
 def test_ci_sized_bench_runs_every_phase(kafka_broker, ecg_artifact: Path) -> None:
-    windows, memory_windows, scaleout_windows, naive_windows = 2000, 4000, 2000, 5
+    # Enough throughput for the latency targets to apply (300/s must be under half the measured JSON capacity);
+    # the memory drain only has to run and report.
+    windows, memory_windows, scaleout_windows, naive_windows = 2000, 1024, 2000, 5
     config = BenchConfig.preset(
         True,
         bootstrap_servers=kafka_broker.bootstrap_servers,
@@ -115,6 +117,9 @@ def test_ci_sized_bench_runs_every_phase(kafka_broker, ecg_artifact: Path) -> No
         latency_seconds=2.0,
         latency_modes=("at-least-once",),
         latency_max_wait_ms=(20,),
+        # LiteRT first: the phases that run on the first runtime only (latency, scale-out: three worker processes)
+        # start in under a second instead of importing TensorFlow each; both runtimes still drain, start and serve.
+        runtimes=("litert", "tensorflow"),
         memory_windows=memory_windows,
         scaleout_windows=scaleout_windows,
         command="pytest",
@@ -149,14 +154,14 @@ def test_ci_sized_bench_runs_every_phase(kafka_broker, ecg_artifact: Path) -> No
         assert row["verdicts"] == row["sent"] > 0 and row["max_wait_ms"] == 20
         assert 0 < row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"] <= row["max_ms"]
 
-    for suffix, runtime in (("", "tensorflow"), ("_litert", "litert")):  # one drain per runtime, the first on plain keys
+    for suffix, runtime in (("", "litert"), ("_tensorflow", "tensorflow")):  # one drain per runtime, the first on plain keys
         memory, startup = result["memory" + suffix], result["startup" + suffix]
         assert memory["runtime"] == startup["runtime"] == runtime
         assert memory["consumed"] == memory["windows"] >= memory_windows
         assert memory["peak_rss_mib"] >= memory["steady_rss_mib"] > 0
         assert startup["seconds_to_ready"] > 0 and "ready" in startup["steps_s"]
     # Not a speed assertion: LiteRT's worker never imports TensorFlow, which alone is hundreds of MiB.
-    assert result["memory_litert"]["rss_at_ready_mib"] < result["memory"]["rss_at_ready_mib"]
+    assert result["memory"]["rss_at_ready_mib"] < result["memory_tensorflow"]["rss_at_ready_mib"]
 
     scaleout = result["scaleout"]["runs"]
     assert [r["workers"] for r in scaleout] == [1, 2]

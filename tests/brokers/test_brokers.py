@@ -181,7 +181,7 @@ def test_aborted_transaction_is_invisible_to_read_committed(
 def test_apache_kafka_keeps_data_across_restarts(kafka_broker: Broker, tmp_path) -> None:
     from anomstream.brokers.apache_kafka import ApacheKafka
 
-    if not isinstance(kafka_broker, ApacheKafka):
+    if kafka_broker.name != ApacheKafka.name:  # the session's broker may be the xdist controller's (tests/conftest.py)
         unavailable("restart test runs only when the session broker is Apache Kafka (--broker apache)")
     from confluent_kafka.admin import AdminClient, NewTopic
 

@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 import yaml
 
+from tests import trained
 from tests.worker_process import WORKER, WorkerProcess, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,22 +104,22 @@ def windows() -> Callable[[int, int, int], tuple[np.ndarray, np.ndarray]]:
 
 @pytest.fixture(scope="session")
 def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real artifact trained in seconds. The 99th-percentile threshold flags about 1% of normal
+    """A real artifact trained in seconds (once per run). The 99th-percentile threshold flags about 1% of normal
     windows and every anomalous one, so the anomaly rate is far from the alert's 20% either way."""
-    from anomstream.models import artifact, data
-    from anomstream.models.train import TrainConfig, train
+    from anomstream.models import data
+    from anomstream.models.train import TrainConfig
 
-    normal, anomalous = synthetic_windows(300, 100, seed=0)
-    table = np.vstack([np.column_stack([normal, np.ones(len(normal))]), np.column_stack([anomalous, np.zeros(len(anomalous))])])
-    csv = tmp_path_factory.mktemp("data") / "synthetic.csv"
-    csv.write_text("\n".join(",".join(f"{v:.8g}" for v in row) for row in table) + "\n")
+    def dataset() -> data.Dataset:
+        normal, anomalous = synthetic_windows(300, 100, seed=0)
+        table = np.vstack([np.column_stack([normal, np.ones(len(normal))]), np.column_stack([anomalous, np.zeros(len(anomalous))])])
+        csv = tmp_path_factory.mktemp("data") / "synthetic.csv"
+        csv.write_text("\n".join(",".join(f"{v:.8g}" for v in row) for row in table) + "\n")
+        return data.load(csv)
+
     config = TrainConfig(
         epochs=30, batch_size=32, learning_rate=1e-2, threshold="percentile", threshold_params={"q": 99.0}, reference_holdout=0.25, name="tiny-dense"
     )
-    result = train(data.load(csv), config)
-    out = tmp_path_factory.mktemp("artifacts") / "tiny"
-    artifact.save(out, result.model, result.metadata_fields, result.fitted)
-    return out
+    return trained.artifact(tmp_path_factory, "deploy-tiny", dataset, config)
 
 
 @pytest.fixture

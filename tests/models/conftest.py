@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests import trained
+
 WINDOW = 32
 
 
@@ -43,14 +45,12 @@ def synthetic_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_artifact(tmp_path_factory: pytest.TempPathFactory, synthetic_csv: Path) -> Path:
-    """A dense model trained for a few epochs on the synthetic set, saved as a real artifact."""
-    from anomstream.models import artifact, data
-    from anomstream.models.train import TrainConfig, train
+    """A dense model trained for a few epochs on the synthetic set, saved as a real artifact (once per run)."""
+    from anomstream.models import data
+    from anomstream.models.train import TrainConfig
 
-    result = train(data.load(synthetic_csv), TrainConfig(epochs=30, batch_size=32, learning_rate=1e-2))
-    out = tmp_path_factory.mktemp("artifacts") / "tiny"
-    artifact.save(out, result.model, result.metadata_fields, result.fitted)
-    return out
+    config = TrainConfig(epochs=30, batch_size=32, learning_rate=1e-2)
+    return trained.artifact(tmp_path_factory, "tiny", lambda: data.load(synthetic_csv), config)
 
 
 @pytest.fixture

@@ -125,6 +125,7 @@ def served(request):
 def round_trip(client: str, bootstrap: str, topic: str) -> tuple[bytes | None, str]:
     """Produce one message with `client`, read it back with the same client: (what came back, what it said)."""
     import asyncio
+    import itertools
     import shutil
 
     message = f"via-{client}".encode()
@@ -144,8 +145,10 @@ def round_trip(client: str, bootstrap: str, topic: str) -> tuple[bytes | None, s
         producer = KafkaProducer(bootstrap_servers=bootstrap)
         producer.send(topic, message).get(timeout=30)
         producer.close()
-        consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=20000)
-        got = [record.value for record in consumer]
+        # The first record back ends the read; consumer_timeout_ms only bounds a read that gets nothing (iterating to
+        # the end waited out all 20 s of it after the one record came).
+        consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=30000)
+        got = [record.value for record in itertools.islice(consumer, 1)]
         consumer.close()
         return (got[0] if got else None), ""
     if client == "aiokafka":

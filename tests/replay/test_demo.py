@@ -49,12 +49,16 @@ def test_demo_trains_serves_replays_and_validates(tmp_path):
 
 @pytest.fixture
 def small_dataset(tmp_path, monkeypatch):
-    """A small labelled file (the demo's recipe trains on it in seconds) and an empty cache."""
+    """A small labelled file, an empty cache, and the demo's recipe cut to one epoch (its 1,500 updates took 10 s a
+    model here, and these tests are about the cache, not the fit)."""
+    import dataclasses
+
     import numpy as np
 
-    from anomstream.models import data
+    from anomstream.models import data, recipe
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setitem(recipe.PRESETS, "default", dataclasses.replace(recipe.PRESETS["default"], epochs=1, min_steps=0))
     rng = np.random.default_rng(0)
     t = np.linspace(0, 2 * np.pi, 24)
     windows = np.vstack([np.sin(t) + 0.05 * rng.standard_normal((160, 24)), np.cos(t) + 0.05 * rng.standard_normal((40, 24))])
@@ -90,6 +94,6 @@ def test_the_cache_key_follows_the_recipe_and_the_release(small_dataset, monkeyp
         patched.setattr(importlib.metadata, "version", lambda name: "99.0.0")
         assert cached_model(small_dataset) != first  # another release trains its own
     assert cached_model(small_dataset) == first
-    changed = dataclasses.replace(recipe.PRESETS["default"], epochs=3, min_steps=0)
+    changed = dataclasses.replace(recipe.PRESETS["default"], epochs=2)
     monkeypatch.setitem(recipe.PRESETS, "default", changed)  # the demo's recipe changed in code
     assert cached_model(small_dataset) != first

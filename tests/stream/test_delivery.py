@@ -88,18 +88,28 @@ def _replacements() -> float:
     return REGISTRY.get_sample_value("anomstream_producer_replacements_total") or 0.0
 
 
+# The floor the worker puts under max.poll.interval.ms is its longest wait on Kafka without polling (60 s, the
+# delivery's give-up time). The test lowers the floor, not the give-up time, so that the quota can outlast the poll
+# interval in seconds rather than minutes: a worker that blocked inside produce would still be evicted, sooner.
+# Not below 30 s: one transactional call may run its 10 s timeout plus a 20 s margin before it counts as wedged.
+POLL_INTERVAL_S = 35
+QUOTA_HELD_S = 45  # past the poll interval and past the 10 s transaction timeout
+
+
 @pytest.mark.chaos
 @pytest.mark.parametrize("delivery", ["exactly-once", "at-least-once"])
 def test_a_slow_output_pauses_consumption_keeps_the_membership_and_loses_nothing(
-    delivery, ecg_split, worker_settings, topics, send, read, start_worker, kafka_bootstrap, caplog
+    delivery, ecg_split, worker_settings, topics, send, read, start_worker, kafka_bootstrap, caplog, monkeypatch
 ):
-    """A 2 kB/s produce quota (about 5 verdicts/s) for 70 s, past max.poll.interval.ms (60 s here, the least the
-    worker takes: it used to accept 10 s, and under load a producer replacement then outlasted it) and past the
+    """A 2 kB/s produce quota (about 5 verdicts/s) for 45 s, past max.poll.interval.ms (35 s here) and past the
     10 s transaction timeout. The worker used to block inside produce: it stopped polling, so the group evicted
     it, and the broker aborted its transaction and fenced its producer, which stopped the worker. Now it pauses
     its partitions and keeps polling (alive, not ready), a fresh producer redoes a transaction the broker aborted,
     and once the quota goes every window is scored, exactly once where promised."""
-    windows = 6000  # more than the quota lets through in 70 s (measured: 1,700 at least once), so most still waits
+    from anomstream.stream import settings
+
+    monkeypatch.setattr(settings, "POLLS_AT_LEAST_EVERY_S", POLL_INTERVAL_S)
+    windows = 4000  # more than the quota lets through in 45 s (measured: 1,700 at least once in 70 s), so most still waits
     queue_bound = 300  # librdkafka's producer queue, made small so that the pause comes quickly
     client_id = f"slow-{uuid.uuid4().hex[:8]}"
     replaced_before = _replacements()
@@ -109,7 +119,7 @@ def test_a_slow_output_pauses_consumption_keeps_the_membership_and_loses_nothing
             worker_settings,
             delivery=delivery,
             max_batch=100,
-            kafka={"client.id": client_id, "queue.buffering.max.messages": str(queue_bound), "max.poll.interval.ms": "60000"},
+            kafka={"client.id": client_id, "queue.buffering.max.messages": str(queue_bound), "max.poll.interval.ms": str(POLL_INTERVAL_S * 1000)},
         )
         worker.worker.health.busy_after_s = 2.0
         probes = Probes(worker.url)
@@ -117,12 +127,13 @@ def test_a_slow_output_pauses_consumption_keeps_the_membership_and_loses_nothing
         time.sleep(5)  # the worker fills the producer queue, then waits for room
         batches_then = worker.worker.batches
         queued = []
-        for _ in range(130):
+        held_until = time.monotonic() + QUOTA_HELD_S - 5
+        while time.monotonic() < held_until:
             time.sleep(0.5)
             queued.append(len(worker.worker.delivery.producer))
         seen = probes.stop()
-        # Input follows the outputs Kafka takes (about 5/s: 3 batches of 100 in 65 s, plus what fills the queue):
-        # after 70 s most of the backlog is still in Kafka, where a worker that did not wait would have taken it all.
+        # Input follows the outputs Kafka takes (about 5/s: a few batches of 100 in 45 s, plus what fills the queue):
+        # after 45 s most of the backlog is still in Kafka, where a worker that did not wait would have taken it all.
         assert worker.worker.batches * 100 < windows / 2, worker.worker.batches
         assert max(queued) <= queue_bound + 10  # bounded: what is in hand never exceeds the queue (plus reports in flight)
         assert worker.thread.is_alive(), worker.error
@@ -140,7 +151,7 @@ def test_a_slow_output_pauses_consumption_keeps_the_membership_and_loses_nothing
     redone = sum("a timeout: redone" in r.getMessage() for r in caplog.records)
     if delivery == "exactly-once":
         assert len(ids) == windows  # 0 duplicated
-        # The 70 s wait outlived the 10 s transaction timeout: librdkafka timed the outputs out, or the broker aborted
+        # The 45 s wait outlived the 10 s transaction timeout: librdkafka timed the outputs out, or the broker aborted
         # the transaction and fenced the producer (whichever came first); either way it was redone, not the end.
         assert redone + replaced >= 1
     assert committed_offset(kafka_bootstrap, worker_settings.group_id, topics["input"]) == windows
