@@ -4,8 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 # pytest-xdist processes for `make test`: most of the suite waits on brokers and worker processes, not on the
-# two cores, so three at once finish sooner than one (README, "Tests"); TEST_WORKERS=0 runs it in one process.
-TEST_WORKERS ?= 3
+# two cores, so four at once finish sooner than one (README, "Tests"); TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 4
 REPORT ?= reports/demo
 DEMO_ARGS ?=
 
