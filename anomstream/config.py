@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from dataclasses import fields
 from typing import Any, TypeVar
 
@@ -69,11 +70,11 @@ def apply_env_defaults(parser: argparse.ArgumentParser, environ: os._Environ[str
                 problems.append(f"{name}={value!r} is not a boolean for {flag} (use 1/0, true/false, yes/no).")
                 continue
             action.default = (lowered in _TRUE) == isinstance(action, argparse._StoreTrueAction)
-        elif isinstance(action, argparse._AppendAction):
-            items = [item for item in value.split(",") if item]
-            problem = next(filter(None, (_invalid(name, flag, action, item) for item in items)), None)
-            if problem:
-                problems.append(problem)
+        elif isinstance(action, argparse._AppendAction):  # -X, the only repeatable flag: key=value items
+            items = split_properties(value)
+            bad = next((number for number, item in enumerate(items, start=1) if not _is_property(item)), None)
+            if bad:
+                problems.append(f"{name} item {bad} of {len(items)} is not key=value ({_NOT_SHOWN}).")
                 continue
             action.default = items
         else:
@@ -85,6 +86,24 @@ def apply_env_defaults(parser: argparse.ArgumentParser, environ: os._Environ[str
         action.required = False
     if problems:
         parser.set_defaults(**{f"{ENV_PROBLEMS}_{id(parser)}": problems})
+
+
+# A comma followed by a librdkafka property name and `=`: where ANOMSTREAM_KAFKA_PROPERTY's next item starts.
+_NEXT_PROPERTY = re.compile(r",(?=\s*[A-Za-z0-9._-]+=)")
+_NOT_SHOWN = "its text is not shown: it may hold a secret"
+
+
+def split_properties(value: str) -> list[str]:
+    """The `key=value` items of ANOMSTREAM_KAFKA_PROPERTY, split at a comma only where the next `key=` starts.
+
+    A value keeps its commas (`sasl.password=ab,cd` is one property): split at every comma, it left a stray
+    `cd` that an error then printed. A value with `,key=` in it still needs `--kafka-config`.
+    """
+    return [item for item in _NEXT_PROPERTY.split(value) if item]
+
+
+def _is_property(pair: str) -> bool:
+    return bool(pair.partition("=")[0].strip()) and "=" in pair
 
 
 def _invalid(name: str, flag: str, action: argparse.Action, value: str) -> str | None:
@@ -142,9 +161,9 @@ def kafka_properties(pairs: list[str] | None, config_file: str | None) -> dict[s
                 raise ConfigError(f"--kafka-config {config_file} line {number} is not key=value.")
             key, value = line.split("=", 1)
             properties[key.strip()] = value.strip()
-    for pair in pairs or []:
-        if "=" not in pair or not pair.split("=", 1)[0].strip():
-            raise ConfigError(f"-X {pair.split('=', 1)[0]!r} is not key=value (e.g. -X security.protocol=SASL_SSL).")
+    for number, pair in enumerate(pairs or [], start=1):
+        if not _is_property(pair):  # never echo it: without `=`, key and secret cannot be told apart
+            raise ConfigError(f"-X number {number} is not key=value (e.g. -X security.protocol=SASL_SSL; {_NOT_SHOWN}).")
         key, value = pair.split("=", 1)
         properties[key.strip()] = value
     return properties

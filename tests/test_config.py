@@ -49,6 +49,43 @@ def test_lower_case_log_levels_still_work(monkeypatch, capsys) -> None:
     assert "no-such-artifact does not exist" in capsys.readouterr().err
 
 
+def test_a_comma_inside_a_kafka_property_value_stays_in_the_value(monkeypatch) -> None:
+    """ANOMSTREAM_KAFKA_PROPERTY splits only where a `key=` follows: `sasl.password=ab,cd` once made a stray `cd`.
+
+    A value is kept as written, even a trailing comma (no `key=` follows it); `-X` from the command line is never split.
+    """
+    from anomstream.cli import build_parser
+    from anomstream.config import kafka_properties
+
+    monkeypatch.setenv("ANOMSTREAM_KAFKA_PROPERTY", "security.protocol=SASL_SSL,sasl.password=ab,cd, sasl.mechanisms=PLAIN,")
+    args = build_parser().parse_args(["worker", "--model", "m", "-X", "ssl.cipher.suites=A,B"])
+    assert kafka_properties(args.kafka_property, None) == {
+        "security.protocol": "SASL_SSL", "sasl.password": "ab,cd", "sasl.mechanisms": "PLAIN,", "ssl.cipher.suites": "A,B",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("variables", "argv", "message"),
+    [
+        ({"ANOMSTREAM_KAFKA_PROPERTY": "sasl.password:hunter2,security.protocol=SASL_SSL"}, [],
+         "anomstream worker: ANOMSTREAM_KAFKA_PROPERTY item 1 of 2 is not key=value (its text is not shown: it may hold a secret)."),
+        ({"ANOMSTREAM_KAFKA_PROPERTY": "hunter2"}, [],
+         "anomstream worker: ANOMSTREAM_KAFKA_PROPERTY item 1 of 1 is not key=value (its text is not shown: it may hold a secret)."),
+        ({}, ["-X", "security.protocol=SASL_SSL", "-X", "hunter2"],
+         "anomstream worker: -X number 2 is not key=value (e.g. -X security.protocol=SASL_SSL; its text is not shown: it may hold a secret)."),
+    ],
+    ids=["env-colon-for-equals", "env-bare-secret", "flag-bare-secret"],
+)
+def test_a_malformed_kafka_property_is_refused_without_echoing_its_text(monkeypatch, capsys, variables, argv, message) -> None:
+    """`-X 'cd' is not key=value` printed the tail of a password; now the error gives a position, never the text."""
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    assert main(["worker", "--model", "no-such-artifact", *argv]) == 2
+    err = capsys.readouterr().err
+    assert "hunter2" not in err
+    assert err.strip().splitlines()[-1] == message
+
+
 def librdkafka_properties() -> list[str]:
     """Every configuration property of the librdkafka that confluent-kafka loaded, from its own table
     (rd_kafka_conf_properties_show), so a property a newer librdkafka adds is not missed."""
