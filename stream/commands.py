@@ -104,7 +104,9 @@ def run_worker(args: argparse.Namespace) -> Any:
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     signal.signal(signal.SIGINT, lambda *_: worker.stop())
     signal.signal(signal.SIGHUP, lambda *_: worker.reload_model())
-    # A worker that seems stuck tells where: `kill -USR1 PID` writes every thread's stack to stderr (the log).
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    # A worker that seems stuck tells where: `kill -USR1 PID` writes every thread's stack to stderr (the log). From the
+    # main thread with the GIL held, not from the C signal handler (faulthandler.register): that one walked other
+    # threads' frames while they ran, and a worker that starts a thread per transactional call died of it (SIGSEGV).
+    signal.signal(signal.SIGUSR1, lambda *_: faulthandler.dump_traceback(all_threads=True))
     worker.run()
     return None

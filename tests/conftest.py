@@ -170,27 +170,29 @@ def kafka_bootstrap(kafka_broker: Broker) -> str:
     return kafka_broker.bootstrap_servers
 
 
-# The modules that take longest (a minute or more of a `make test` run, 2026-12-07), longest first. Under xdist
-# (`--dist loadfile`: a module's tests, and so its module-scoped brokers, builds and models, stay on one worker)
-# they go out first, so that no long module starts last and keeps one worker busy while the others idle. Order only:
-# a stale list costs minutes, never a result.
+# The modules that take longest (a minute or more of a `make test` run, 2026-12-07). Under xdist (`--dist loadfile`:
+# a module's tests, and so its module-scoped brokers, builds and models, stay on one worker) they go out first, so
+# that no long module starts last and keeps one worker busy while the others idle; and they alternate between
+# modules that keep the cores busy (installs, training, quality tables, the bench) and modules that mostly wait
+# (on brokers, quotas, restarts), so that the two cores are neither idle nor fought over four ways at once.
+# Order only: a stale list costs minutes, never a result.
 LONG_POLES = (
-    "tests/benchmarks/test_quality.py",
-    "tests/deploy/test_image_install.py",
-    "tests/stream/test_delivery.py",
-    "tests/benchmarks/test_bench.py",
-    "tests/stream/test_broker_restart.py",
-    "tests/stream/test_chaos.py",
-    "tests/test_packaging.py",
-    "tests/replay/test_demo.py",
-    "tests/stream/test_worker.py",
-    "tests/stream/test_security.py",
-    "tests/models/test_commands.py",
-    "tests/models/test_images.py",
-    "tests/stream/test_stalls.py",
-    "tests/stream/test_worker_cli.py",
-    "tests/replay/test_broker_command.py",
-    "tests/models/test_train.py",
+    "tests/benchmarks/test_quality.py",  # computes
+    "tests/stream/test_delivery.py",  # waits
+    "tests/deploy/test_image_install.py",  # computes
+    "tests/stream/test_broker_restart.py",  # waits
+    "tests/benchmarks/test_bench.py",  # computes
+    "tests/stream/test_chaos.py",  # waits
+    "tests/test_packaging.py",  # computes
+    "tests/stream/test_stalls.py",  # waits
+    "tests/replay/test_demo.py",  # computes
+    "tests/stream/test_worker.py",  # waits
+    "tests/models/test_commands.py",  # computes
+    "tests/stream/test_security.py",  # waits
+    "tests/models/test_images.py",  # computes
+    "tests/stream/test_worker_cli.py",  # waits
+    "tests/models/test_train.py",  # computes
+    "tests/replay/test_broker_command.py",  # waits
 )
 
 

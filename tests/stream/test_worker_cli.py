@@ -56,6 +56,29 @@ def test_sigterm_mid_stream_loses_and_duplicates_nothing(ecg_artifact, ecg_split
     assert len(set(verdicts)) == total  # exactly once across the restart
 
 
+def test_usr1_again_and_again_mid_stream_never_crashes_the_worker(ecg_artifact, ecg_split, kafka_bootstrap, topics, send, read, tmp_path):
+    """`kill -USR1` asks a worker where it is; it must never kill it. faulthandler.register dumped every thread's
+    stack from inside the C signal handler, walking other threads' frames while they ran (exactly-once starts a
+    thread per transactional call): under load the worker died with SIGSEGV mid-dump (clean-clone CI, 2026-12-08,
+    in the SIGTERM test above). The dump now runs in the main thread, with the GIL held."""
+    test = ecg_split.test
+    total = 4000
+    send(topics["input"], [(None, codec.encode_window(f"u-{i}", test.windows[i % len(test)]), None) for i in range(total)])
+    command = worker_command(ecg_artifact, kafka_bootstrap, topics, "usr1-group", "--max-batch", "8", "--max-wait-ms", "5", "--commit-interval-ms", "0")
+    with WorkerProcess(command, tmp_path / "worker.log") as worker:
+        read(topics["scores"], 100, timeout=120)  # mid-stream: batches and transactions in flight
+        sent = 0
+        while sent < 300 and worker.process.poll() is None:
+            worker.process.send_signal(signal.SIGUSR1)
+            sent += 1
+            time.sleep(0.01)
+        assert worker.process.poll() is None, f"the worker died ({worker.process.returncode}) after {sent} SIGUSR1:\n{worker.log_tail()}"
+        verdicts = [json.loads(m.value())["id"] for m in read(topics["scores"], total, timeout=180)]
+        assert worker.stop(60) == 0, worker.log_tail()
+    assert sorted(set(verdicts)) == sorted(f"u-{i}" for i in range(total)) and len(verdicts) == total
+    assert (tmp_path / "worker.log").read_text().count("Current thread 0x") >= 1
+
+
 def test_missing_topic_is_one_sentence_and_exit_2(ecg_artifact, kafka_bootstrap, topics):
     missing = dict(topics, scores="no-such-topic-here")
     done = run_to_exit(worker_command(ecg_artifact, kafka_bootstrap, missing, "g-missing"))
