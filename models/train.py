@@ -12,9 +12,12 @@ test rows until the final evaluation: no choice, curve or stopping rule uses the
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -72,6 +75,38 @@ class _EpochProgress(keras.callbacks.Callback):
         self._on_epoch(epoch + 1, dict(logs or {}))
 
 
+class _InterruptBetweenBatches(keras.callbacks.Callback):
+    """Ctrl-C during `fit` raised between two batches, from Python. Raised wherever the signal lands, it could unwind
+    through TensorFlow's C++ and come out as `SystemError: ... bad argument to internal function` (exit 1 and a
+    traceback instead of 130 and one sentence: clean-clone CI, 2026-12-08). A second Ctrl-C raises at once."""
+
+    pending = False
+
+    def _check(self, *_: object, **__: object) -> None:
+        if self.pending:
+            raise KeyboardInterrupt
+
+    on_train_batch_end = on_test_batch_end = on_epoch_end = _check
+
+    def _signalled(self, *_: object) -> None:
+        if self.pending:
+            raise KeyboardInterrupt
+        self.pending = True
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[_InterruptBetweenBatches]:
+        """The SIGINT handler while `fit` runs, where Python's own is in place (the main thread of a CLI)."""
+        if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            yield self
+            return
+        previous = signal.signal(signal.SIGINT, self._signalled)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        self._check()
+
+
 def fit_normal(
     normal: np.ndarray,
     config: TrainConfig,
@@ -108,13 +143,14 @@ def fit_normal(
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=config.loss)
     started = time.monotonic()
     held = normalisation.apply(holdout_raw) if len(holdout_raw) else None
-    history = model.fit(
-        **_inputs(fit_windows, noisy(fit_windows, config.input_noise, config.seed), config),
-        epochs=config.epochs,
-        validation_data=(held, held) if held is not None else None,
-        verbose=0,
-        callbacks=[_EpochProgress(on_epoch)] if on_epoch else [],
-    )
+    with _InterruptBetweenBatches().installed() as interrupt:
+        history = model.fit(
+            **_inputs(fit_windows, noisy(fit_windows, config.input_noise, config.seed), config),
+            epochs=config.epochs,
+            validation_data=(held, held) if held is not None else None,
+            verbose=0,
+            callbacks=[interrupt, *([_EpochProgress(on_epoch)] if on_epoch else [])],
+        )
     seconds = time.monotonic() - started
     scorer = Scorer(KerasRuntime(model), normalisation, threshold)
     # Errors are computed on raw windows through the Scorer, exactly as the worker will.
