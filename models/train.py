@@ -89,8 +89,7 @@ class _InterruptBetweenBatches(keras.callbacks.Callback):
     on_train_batch_end = on_test_batch_end = on_epoch_end = _check
 
     def _signalled(self, *_: object) -> None:
-        if self.pending:
-            raise KeyboardInterrupt
+        self._check()  # the second Ctrl-C
         self.pending = True
 
     @contextlib.contextmanager

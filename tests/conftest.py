@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from anomstream.brokers import BROKER_CHOICES, Broker, BrokerError, resolve_test_broker
+from anomstream.brokers.external import ExternalKafka
 from tests import trained
 from tests.needs import unavailable
 
@@ -75,30 +76,19 @@ def _start_broker(config: pytest.Config) -> Broker:
     return broker
 
 
-class SharedBroker:
-    """A worker's view of the broker its xdist controller runs: its name, address and log; never started or
-    stopped here."""
+class SharedBroker(ExternalKafka):
+    """A worker's view of the broker its xdist controller runs (someone else's broker, as for
+    KAFKA_BOOTSTRAP_SERVERS): its kind's name, its address and its log."""
 
     def __init__(self, name: str, bootstrap_servers: str, log: str | None) -> None:
-        self.name, self.bootstrap_servers, self.log = name, bootstrap_servers, log
+        super().__init__(bootstrap_servers)
+        self.name, self.log = name, log
 
     def log_tail(self, lines: int = 60) -> str:
         if self.log is None:
-            return f"(the {self.name} broker at {self.bootstrap_servers} has no log here)"
+            return super().log_tail(lines)
         with open(self.log, encoding="utf-8", errors="replace") as fh:
             return "".join(fh.readlines()[-lines:])
-
-    def start(self) -> SharedBroker:
-        return self
-
-    def stop(self) -> None:
-        pass
-
-    def __enter__(self) -> SharedBroker:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -198,13 +188,12 @@ LONG_POLES = (
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     """The long modules first (in LONG_POLES' order), then the rest as collected; tests keep their order within a module."""
-    rank = {module: i for i, module in enumerate(LONG_POLES)}
     root = Path(str(config.rootpath))
-    position = {}
+    module = {item: Path(str(item.path)).relative_to(root).as_posix() for item in items}
+    position = {name: i for i, name in enumerate(LONG_POLES)}
     for item in items:
-        module = Path(str(item.path)).relative_to(root).as_posix()
-        position.setdefault(module, rank.get(module, len(LONG_POLES) + len(position)))
-    items.sort(key=lambda item: position[Path(str(item.path)).relative_to(root).as_posix()])
+        position.setdefault(module[item], len(position) + len(LONG_POLES))
+    items.sort(key=lambda item: position[module[item]])
 
 
 @pytest.hookimpl(hookwrapper=True)
